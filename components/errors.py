@@ -1,0 +1,50 @@
+"""Domain errors raised by components.
+
+They carry no gRPC knowledge: ``layotto.workers.status`` maps each one to a
+status code at the edge, so components stay usable outside the sidecar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ComponentError(Exception):
+    """Base class of every error a component raises on purpose."""
+
+
+class InvalidRequestError(ComponentError):
+    """The request itself is wrong (bad key, bad metadata value, ...)."""
+
+
+class ETagMismatchError(ComponentError):
+    """An etag was given and does not match the stored version (or first-write lost)."""
+
+
+class ETagInvalidError(ComponentError):
+    """An etag was given that this store can never produce (not a version number)."""
+
+
+class NotSupportedError(ComponentError):
+    """The backend lacks this feature."""
+
+
+class BackendUnavailableError(ComponentError):
+    """The backing service cannot be reached right now; retrying later may work."""
+
+
+class BulkKeyError(ComponentError):
+    """One key of a bulk operation failed; the others may have succeeded."""
+
+    def __init__(self, key: str, cause: ComponentError) -> None:
+        super().__init__(f"{key}: {cause}")
+        self.key = key
+        self.cause = cause
+
+
+class BulkError(ComponentError):
+    """Some keys of a bulk operation failed; every other key was applied."""
+
+    def __init__(self, errors: Sequence[BulkKeyError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = list(errors)

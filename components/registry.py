@@ -1,0 +1,88 @@
+"""Which component types exist, what metadata each accepts, and how to build one.
+
+The supervisor validates configs against this table without importing any
+backend library (factories are named by string and imported in the worker).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("hellos", "state", "lock", "sequencer")
+
+_REDIS_KEYS = {
+    "redisHost": "host:port of the Redis server (required)",
+    "redisPassword": "password (optional)",
+    "redisUsername": "ACL user name (optional)",
+    "redisDB": "database number, default 0",
+    "enableTLS": "true to connect with TLS, default false",
+    "maxRetries": "retries of a failed Redis command, default 3",
+    "maxRetryBackoff": "max back-off between retries in ms, default 2000",
+    "dialTimeout": "connect timeout in ms, default 2000",
+    "readTimeout": "command timeout in ms, default 3000",
+}
+_KEY_PREFIX = {"keyPrefix": "appid | name | none | any string without '||'"}
+
+
+@dataclass(frozen=True)
+class ComponentType:
+    kind: str
+    type: str
+    factory: str  # "module:function", called as factory(name, metadata, app_id)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    required: frozenset[str] = frozenset()
+    # In-memory backends keep their data inside one worker process, so
+    # running two replicas would split the data: config validation rejects it.
+    single_process: bool = False
+
+
+_TYPES = [
+    ComponentType(
+        "hellos", "helloworld", "layotto.components.hello.helloworld:create",
+        {"hello": "the greeting returned by SayHello"},
+    ),
+    ComponentType(
+        "state", "in-memory", "layotto.components.state.memory:create",
+        _KEY_PREFIX, single_process=True,
+    ),
+    ComponentType(
+        "state", "redis", "layotto.components.state.redis:create",
+        {**_REDIS_KEYS, **_KEY_PREFIX, "ttlInSeconds": "default TTL of every key"},
+        frozenset({"redisHost"}),
+    ),
+    ComponentType(
+        "lock", "in-memory", "layotto.components.lock.memory:create",
+        _KEY_PREFIX, single_process=True,
+    ),
+    ComponentType(
+        "lock", "redis", "layotto.components.lock.redis:create",
+        {**_REDIS_KEYS, **_KEY_PREFIX}, frozenset({"redisHost"}),
+    ),
+    ComponentType(
+        "sequencer", "in-memory", "layotto.components.sequencer.memory:create",
+        {**_KEY_PREFIX, "segmentStep": "ids reserved per WEAK segment, default 10000"},
+        single_process=True,
+    ),
+    ComponentType(
+        "sequencer", "redis", "layotto.components.sequencer.redis:create",
+        {**_REDIS_KEYS, **_KEY_PREFIX, "segmentStep": "ids reserved per WEAK segment, default 10000"},
+        frozenset({"redisHost"}),
+    ),
+]
+
+TYPES: Mapping[tuple[str, str], ComponentType] = {(t.kind, t.type): t for t in _TYPES}
+
+
+def types_of(kind: str) -> list[str]:
+    return sorted(t.type for t in _TYPES if t.kind == kind)
+
+
+def build(kind: str, type_: str, name: str, metadata: Mapping[str, str], app_id: str) -> Any:
+    """Import the backend and construct it (worker side only)."""
+    spec = TYPES[(kind, type_)]
+    module_name, func_name = spec.factory.split(":")
+    factory: Callable[..., Any] = getattr(importlib.import_module(module_name), func_name)
+    return factory(name, metadata, app_id)

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer, running_redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_addr(redis_server: RedisServer) -> Iterator[str]:
+    """Address of the private Redis, emptied before each test."""
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    client.flushall()
+    client.close()
+    yield redis_server.address
