@@ -34,6 +34,8 @@ class RedisServer:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
     def start_again(self) -> None:
         """Restart on the same port (for tests of Redis going away)."""

@@ -1,0 +1,149 @@
+"""The API process's end of the nng links (all pynng use of the API lives here).
+
+One REQ socket per worker slot, dialled by the API, so the API chooses the
+replica (round robin, or sticky by key) and knows which replicas are up from
+nng's pipe events. Calls are synchronous on gRPC's handler threads: the
+baseline shows pynng's sync API costs a fraction of its async bridge.
+
+REQ re-sends a request when its pipe closes; that would run a lock or
+sequencer request twice after a worker crash, so re-sending is disabled
+(``resend_time = -1``) and a dead worker surfaces as ConnectionReset, which
+the caller turns into a retry only for idempotent requests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+
+import pynng
+
+from layotto.workers.protocol import decode_reply, encode_request
+from layotto.workers.status import CallError, Code
+
+_NNG_RECV_TIMEOUT = b"recv-timeout"
+_NNG_SEND_TIMEOUT = b"send-timeout"
+
+
+class _Slot:
+    def __init__(self, address: str, changed: threading.Condition) -> None:
+        self.address = address
+        self.requests = 0
+        self._changed = changed
+        self._pipes = 0
+        self._local = threading.local()
+        self.socket = pynng.Req0(resend_time=-1)
+        self.socket.add_post_pipe_connect_cb(self._connected)
+        self.socket.add_post_pipe_remove_cb(self._removed)
+        self.socket.dial(address, block=False)  # nng keeps re-dialling until a worker listens
+
+    @property
+    def up(self) -> bool:
+        return self._pipes > 0
+
+    def _connected(self, _pipe: object) -> None:
+        with self._changed:
+            self._pipes += 1
+            self._changed.notify_all()
+
+    def _removed(self, _pipe: object) -> None:
+        with self._changed:
+            self._pipes = max(0, self._pipes - 1)
+            self._changed.notify_all()
+
+    def context(self) -> pynng.Context:
+        """One REQ context per gRPC handler thread: contexts keep requests apart."""
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = self._local.ctx = self.socket.new_context()
+        return ctx
+
+    def exchange(self, frame: bytes, timeout: float) -> bytes:
+        ctx = self.context()
+        ms = max(1, int(timeout * 1000))
+        pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_SEND_TIMEOUT, ms)
+        pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_RECV_TIMEOUT, ms)
+        self.requests += 1
+        ctx.send(frame)
+        reply: bytes = ctx.recv()
+        return reply
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class WorkerPool:
+    """The replicas of one component."""
+
+    def __init__(self, component: str, addresses: Sequence[str]) -> None:
+        self.component = component
+        self._changed = threading.Condition()
+        self._slots = [_Slot(address, self._changed) for address in addresses]
+        self._turn = itertools.count()
+        self._ids = itertools.count(1)
+
+    def request_counts(self) -> list[int]:
+        return [slot.requests for slot in self._slots]
+
+    def live_count(self) -> int:
+        return sum(slot.up for slot in self._slots)
+
+    def _pick(self, routing_key: str, sticky: bool, deadline: float) -> _Slot:
+        """A live replica; waits (bounded by the deadline) while one restarts."""
+        with self._changed:
+            while True:
+                if sticky:
+                    slot = self._slots[zlib.crc32(routing_key.encode()) % len(self._slots)]
+                    if slot.up:
+                        return slot
+                else:
+                    live = [s for s in self._slots if s.up]
+                    if live:
+                        return live[next(self._turn) % len(live)]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CallError(
+                        Code.UNAVAILABLE,
+                        f"no worker of component {self.component!r} is running "
+                        "(it may be restarting; see `layotto status`)",
+                    )
+                self._changed.wait(remaining)
+
+    def call(
+        self, method: str, payload: bytes, deadline: float, routing_key: str = "",
+        sticky: bool = False, idempotent: bool = False,
+    ) -> bytes:
+        """Send one request and return the response payload, or raise CallError."""
+        attempts = 2 if idempotent else 1
+        for attempt in range(attempts):
+            slot = self._pick(routing_key, sticky, deadline)
+            request_id = next(self._ids)
+            frame = encode_request(method, request_id, deadline, payload)
+            try:
+                reply = decode_reply(slot.exchange(frame, deadline - time.monotonic()))
+            except pynng.Timeout:
+                raise CallError(
+                    Code.DEADLINE_EXCEEDED,
+                    f"component {self.component!r} did not answer {method} before the deadline",
+                ) from None
+            except (pynng.ConnectionReset, pynng.Closed):
+                if attempt + 1 < attempts:
+                    continue  # nothing can have changed: ask another replica
+                raise CallError(
+                    Code.UNAVAILABLE,
+                    f"the worker of component {self.component!r} exited while handling "
+                    f"{method}; the request may or may not have been applied",
+                ) from None
+            if reply.request_id != request_id:
+                raise CallError(Code.INTERNAL, "reply does not match its request")
+            if reply.code != Code.OK:
+                raise CallError(reply.code, reply.payload.decode(errors="replace"))
+            return reply.payload
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        for slot in self._slots:
+            slot.close()

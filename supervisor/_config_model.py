@@ -1,0 +1,201 @@
+"""The typed, frozen shape of a layotto config, its errors, and its JSON form.
+
+Kept apart from the YAML parsing so that a worker, which receives its config
+from the supervisor as JSON, needs neither PyYAML nor the validation rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+V = TypeVar("V")
+
+
+class FrozenMap(Mapping[str, V]):
+    """A read-only, hashable mapping: a frozen dataclass holding a dict is
+    neither immutable nor hashable, and configs are compared and diffed."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, items: Mapping[str, V] | None = None) -> None:
+        self._data: dict[str, V] = dict(items or {})
+
+    def __getitem__(self, key: str) -> V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._data == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        # An IPv6 host needs brackets, or its colons would swallow the port.
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    app_id: str = ""
+    grpc_callback_port: int = 9999
+    grpc_callback_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Listeners:
+    grpc: Address
+    http: Address
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    run_dir: str | None = None  # control socket, pid file, ipc sockets; None: Config.run_dir()
+    request_timeout: float = 5.0  # deadline of a call that carries no gRPC deadline
+    shutdown_grace: float = 10.0  # time in-flight calls get on stop
+    start_timeout: float = 20.0  # time a child may take to report ready
+    max_connection_age: float = 30.0  # gRPC GOAWAY age, so clients follow a hot upgrade
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    kind: str
+    name: str
+    type: str
+    metadata: Mapping[str, str]
+    workers: int = 1
+    hello: str | None = None  # kind hellos only (Layotto's `hello`)
+    bigger_than: Mapping[str, int] = FrozenMap[int]()  # kind sequencer only (`biggerThan`)
+
+    def __post_init__(self) -> None:
+        # Callers may pass plain dicts; store read-only copies so "frozen" holds.
+        object.__setattr__(self, "metadata", FrozenMap(self.metadata))
+        object.__setattr__(self, "bigger_than", FrozenMap(self.bigger_than))
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str  # the file path as given, for messages
+    app: AppConfig
+    listeners: Listeners
+    runtime: RuntimeConfig
+    components: tuple[ComponentConfig, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "components", tuple(self.components))
+
+    def of_kind(self, kind: str) -> tuple[ComponentConfig, ...]:
+        return tuple(c for c in self.components if c.kind == kind)
+
+    def component(self, name: str) -> ComponentConfig | None:
+        # Names are unique across kinds (validated), so the first match is the only one.
+        return next((c for c in self.components if c.name == name), None)
+
+    def run_dir(self) -> str:
+        """The directory of the control socket, pid file and ipc sockets.
+
+        The default is keyed by user, config file and gRPC address, so two
+        sidecars on one host never share sockets, while a restart or hot
+        upgrade of the same sidecar finds the same directory again.
+        """
+        if self.runtime.run_dir is not None:
+            return self.runtime.run_dir
+        key = os.path.abspath(self.source) + str(self.listeners.grpc)
+        digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
+        return f"{tempfile.gettempdir()}/layotto-{os.getuid()}-{digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain JSON-able dict; `Config.from_json` rebuilds an equal Config."""
+        return {
+            "source": self.source,
+            "app": {
+                "app_id": self.app.app_id,
+                "grpc_callback_port": self.app.grpc_callback_port,
+                "grpc_callback_host": self.app.grpc_callback_host,
+            },
+            "listeners": {
+                "grpc": {"host": self.listeners.grpc.host, "port": self.listeners.grpc.port},
+                "http": {"host": self.listeners.http.host, "port": self.listeners.http.port},
+            },
+            "runtime": {
+                "run_dir": self.runtime.run_dir,
+                "request_timeout": self.runtime.request_timeout,
+                "shutdown_grace": self.runtime.shutdown_grace,
+                "start_timeout": self.runtime.start_timeout,
+                "max_connection_age": self.runtime.max_connection_age,
+                "log_level": self.runtime.log_level,
+            },
+            "components": [
+                {
+                    "kind": c.kind,
+                    "name": c.name,
+                    "type": c.type,
+                    "metadata": dict(c.metadata),
+                    "workers": c.workers,
+                    "hello": c.hello,
+                    "bigger_than": dict(c.bigger_than),
+                }
+                for c in self.components
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Config:
+        """The inverse of `to_json`. It trusts its input (the supervisor
+        validated the YAML); it is not a second validator."""
+        listeners = data["listeners"]
+        return cls(
+            source=data["source"],
+            app=AppConfig(**data["app"]),
+            listeners=Listeners(
+                grpc=Address(**listeners["grpc"]), http=Address(**listeners["http"])
+            ),
+            runtime=RuntimeConfig(**data["runtime"]),
+            components=tuple(ComponentConfig(**c) for c in data["components"]),
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    key_path: str  # dotted, e.g. "state.state_demo.workers"; "" for the file as a whole
+    expected: str
+    found: str
+
+    def message(self, source: str) -> str:
+        where = f"{source}: {self.key_path}" if self.key_path else source
+        return f"{where}: expected {self.expected}, found {self.found}"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; carries every problem found, not just the first."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        super().__init__(source, list(problems))
+        self.source = source
+        self.problems = list(problems)
+
+    def __str__(self) -> str:
+        return "\n".join(p.message(self.source) for p in self.problems)

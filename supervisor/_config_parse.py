@@ -1,0 +1,423 @@
+"""YAML text to a validated `Config`, collecting every problem on the way.
+
+Each value is checked where it sits, against the schema and the component
+registry; a bad value is reported and the walk goes on, so one run of
+`layotto check` lists everything that is wrong with a file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import math
+import os
+import re
+from collections.abc import Collection, Hashable, Mapping
+from typing import Any
+
+import yaml
+
+from layotto.components import registry
+
+from ._config_env import substitute
+from ._config_model import (
+    Address,
+    AppConfig,
+    ComponentConfig,
+    Config,
+    ConfigError,
+    Listeners,
+    Problem,
+    RuntimeConfig,
+)
+
+_TOP = ("app", "listeners", "runtime", *registry.KINDS)
+_APP = ("app_id", "grpc_callback_port", "grpc_callback_host")
+_LISTENERS = ("grpc", "http")
+_RUNTIME = (
+    "run_dir",
+    "request_timeout",
+    "shutdown_grace",
+    "start_timeout",
+    "max_connection_age",
+    "log_level",
+)
+_COMPONENT = ("type", "metadata", "workers")
+_KIND_EXTRA = {"hellos": ("hello",), "sequencer": ("biggerThan",)}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_COMPONENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_ADDRESS = re.compile(
+    r"\[(?P<v6>[^\[\]\s]+)\]:(?P<v6port>[0-9]+)|(?P<host>[^:\[\]\s]+):(?P<port>[0-9]+)"
+)
+_ADDRESS_TEXT = "'host:port' (or '[ipv6]:port') with a port in 1..65535"
+_MISSING = "nothing (the key is missing)"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys: plain YAML keeps the last one
+    silently, which would drop a component defined twice under one name."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Hashable] = set()
+        for key_node, _ in node.value:
+            # Keys brought in by `<<:` may be overridden, that is their point: check only
+            # the mapping's own scalar keys.
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str) -> tuple[Any, Problem | None]:
+    try:
+        return yaml.load(text, Loader=_Loader), None  # a SafeLoader: no arbitrary objects
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return None, Problem("", "valid YAML", f"{e.problem or e.context}{where}")
+    except yaml.YAMLError as e:
+        return None, Problem("", "valid YAML", " ".join(str(e).split()))
+
+
+def _or_empty(value: Any) -> Any:
+    # A section whose entries are all commented out parses as null: treat it as empty.
+    return {} if value is None else value
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null (no value)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value} (a {type(value).__name__})"
+
+
+class _Walker:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[Problem] = []
+
+    def fail(self, path: str, expected: str, found: str) -> None:
+        self.problems.append(Problem(path, expected, found))
+
+    def mapping(
+        self,
+        value: Any,
+        path: str,
+        allowed: Collection[str],
+        *,
+        required: Collection[str] = (),
+        expected: str | None = None,
+        unknown: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The known string keys of a mapping; reports anything else at `path`."""
+        listing = ", ".join(allowed)
+        if not isinstance(value, dict):
+            self.fail(path, expected or f"a mapping with keys {listing}", _describe(value))
+            return None
+        known: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                self.fail(_join(path, key), "a string key (quote it)", _describe(key))
+            elif key in allowed:
+                known[key] = item
+            else:
+                close = difflib.get_close_matches(key, list(allowed), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                what = unknown or (f"one of the keys {listing}" if allowed else "no keys")
+                self.fail(_join(path, key), what, f"unknown key '{key}'{hint}")
+        for key in required:
+            if key not in value:
+                self.fail(_join(path, key), f"the required key '{key}'", _MISSING)
+        return known
+
+    def text(self, value: Any, path: str, expected: str = "a string") -> str | None:
+        if not isinstance(value, str):
+            if isinstance(value, int | float) and expected == "a string":
+                expected = "a string (quote the value to make it one)"
+            self.fail(path, expected, _describe(value))
+            return None
+        result, problems = substitute(value, self.environ)
+        for p in problems:
+            self.fail(path, p.expected, p.found)
+        return None if problems else result
+
+    def found(self, raw: Any, text: str) -> str:
+        """How to show a bad value: after substitution, and its source if different."""
+        shown = _describe(text)
+        return f"{shown} (from {_describe(raw)})" if raw != text else shown
+
+    def scalar(self, value: Any, path: str) -> str | None:
+        """A metadata value: Layotto's metadata is string-to-string, so coerce scalars."""
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, int | float):
+            return str(value)
+        if isinstance(value, datetime.date):
+            return value.isoformat()
+        return self.text(value, path, "a scalar (string, number or boolean)")
+
+    def integer(self, value: Any, path: str, low: int, high: int | None = None) -> int | None:
+        expected = f"an integer in {low}..{high}" if high is not None else f"an integer >= {low}"
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            self.fail(path, expected, _describe(value))
+            return None
+        if isinstance(value, str):
+            if (text := self.text(value, path)) is None:
+                return None
+            if not _INT.fullmatch(text.strip()):
+                self.fail(path, expected, self.found(value, text))
+                return None
+            number = int(text)
+        else:
+            number = value
+        if number < low or (high is not None and number > high):
+            self.fail(path, expected, str(number))
+            return None
+        return number
+
+    def seconds(self, value: Any, path: str) -> float | None:
+        expected = "a number of seconds > 0"
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            self.fail(path, expected, _describe(value))
+            return None
+        if isinstance(value, str):
+            if (text := self.text(value, path)) is None:
+                return None
+            if not _FLOAT.fullmatch(text.strip()):
+                self.fail(path, expected, self.found(value, text))
+                return None
+            number, shown = float(text), self.found(value, text)
+        else:
+            number, shown = float(value), _describe(value)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(path, expected, shown)
+            return None
+        return number
+
+    def address(self, value: Any, path: str) -> Address | None:
+        if (text := self.text(value, path, f"a string {_ADDRESS_TEXT}")) is None:
+            return None
+        m = _ADDRESS.fullmatch(text)
+        port = int(m["v6port"] or m["port"]) if m else 0
+        if m is None or not 1 <= port <= 65535:
+            self.fail(path, _ADDRESS_TEXT, self.found(value, text))
+            return None
+        return Address(m["v6"] or m["host"], port)
+
+    # -- sections ---------------------------------------------------------------------------
+
+    def config(self, doc: Any, source: str) -> Config | None:
+        if doc is None:
+            self.fail("", f"a mapping with keys {', '.join(_TOP)}", "an empty document")
+            return None
+        top = self.mapping(doc, "", _TOP, required=("listeners",))
+        if top is None:
+            return None
+        app = self.app(_or_empty(top.get("app")))
+        listeners = self.listeners(top["listeners"]) if "listeners" in top else None
+        runtime = self.runtime(_or_empty(top.get("runtime")))
+        components = self.components(top)
+        if self.problems:
+            return None
+        assert app is not None and listeners is not None and runtime is not None
+        return Config(source, app, listeners, runtime, tuple(components))
+
+    def app(self, value: Any) -> AppConfig | None:
+        body = self.mapping(value, "app", _APP)
+        if body is None:
+            return None
+        before = len(self.problems)
+        app_id = self.text(body.get("app_id", ""), "app.app_id")
+        port = self.integer(
+            body.get("grpc_callback_port", 9999), "app.grpc_callback_port", 1, 65535
+        )
+        host = self.text(body.get("grpc_callback_host", "127.0.0.1"), "app.grpc_callback_host")
+        if host == "":
+            self.fail("app.grpc_callback_host", "a non-empty host", "''")
+        if len(self.problems) > before or app_id is None or port is None or host is None:
+            return None
+        return AppConfig(app_id, port, host)
+
+    def listeners(self, value: Any) -> Listeners | None:
+        body = self.mapping(value, "listeners", _LISTENERS, required=_LISTENERS)
+        if body is None:
+            return None
+        grpc = self.address(body["grpc"], "listeners.grpc") if "grpc" in body else None
+        http = self.address(body["http"], "listeners.http") if "http" in body else None
+        if grpc is None or http is None:
+            return None
+        if grpc.port == http.port:
+            # Not only equal addresses collide: 0.0.0.0:N and 127.0.0.1:N do too.
+            self.fail(
+                "listeners.http",
+                f"a port other than the gRPC listener's ({grpc}): each listener binds its own",
+                str(http),
+            )
+            return None
+        return Listeners(grpc, http)
+
+    def runtime(self, value: Any) -> RuntimeConfig | None:
+        body = self.mapping(value, "runtime", _RUNTIME)
+        if body is None:
+            return None
+        before = len(self.problems)
+        run_dir = None
+        if body.get("run_dir") is not None:
+            run_dir = self.text(body["run_dir"], "runtime.run_dir")
+            if run_dir is not None:
+                run_dir = os.path.expanduser(run_dir)
+                if not os.path.isabs(run_dir):
+                    # A relative path would resolve against whichever cwd each process has.
+                    self.fail(
+                        "runtime.run_dir", "an absolute path", self.found(body["run_dir"], run_dir)
+                    )
+        default = RuntimeConfig()
+        times = [
+            self.seconds(body[key], f"runtime.{key}") if key in body else getattr(default, key)
+            for key in _RUNTIME[1:5]
+        ]
+        level = self.text(body.get("log_level", default.log_level), "runtime.log_level")
+        if level is not None and level.upper() not in _LOG_LEVELS:
+            self.fail("runtime.log_level", f"one of {', '.join(_LOG_LEVELS)}", _describe(level))
+        known = [t for t in times if t is not None]
+        if len(self.problems) > before or level is None or len(known) != len(times):
+            return None
+        request_timeout, shutdown_grace, start_timeout, max_connection_age = known
+        return RuntimeConfig(
+            run_dir,
+            request_timeout,
+            shutdown_grace,
+            start_timeout,
+            max_connection_age,
+            level.upper(),
+        )
+
+    def components(self, top: Mapping[str, Any]) -> list[ComponentConfig]:
+        built: list[ComponentConfig] = []
+        where: dict[str, str] = {}  # name -> path of its first definition
+        for kind in registry.KINDS:
+            section = top.get(kind)
+            if section is None:
+                continue  # absent, or every entry commented out
+            if not isinstance(section, dict):
+                self.fail(kind, "a mapping of component name to its settings", _describe(section))
+                continue
+            for name, entry in section.items():
+                path = _join(kind, name)
+                if not isinstance(name, str) or not _COMPONENT_NAME.fullmatch(name):
+                    self.fail(path, "a component name of letters, digits, _ . -", _describe(name))
+                    continue
+                if name in where:
+                    # Status and scale commands address a component by its bare name.
+                    self.fail(
+                        path,
+                        f"a name unique across all kinds (already used at {where[name]})",
+                        repr(name),
+                    )
+                where.setdefault(name, path)
+                component = self.component(kind, name, entry, path)
+                if component is not None:
+                    built.append(component)
+        if not where:
+            self.fail(
+                "",
+                f"at least one component (under {', '.join(registry.KINDS)})",
+                "none",
+            )
+        return built
+
+    def component(self, kind: str, name: str, entry: Any, path: str) -> ComponentConfig | None:
+        allowed = _COMPONENT + _KIND_EXTRA.get(kind, ())
+        body = self.mapping(entry, path, allowed, required=("type",))
+        if body is None:
+            return None
+        before = len(self.problems)
+        types = registry.types_of(kind)
+        type_ = self.text(body["type"], f"{path}.type") if "type" in body else None
+        if type_ is not None and type_ not in types:
+            self.fail(f"{path}.type", f"one of the {kind} types {', '.join(types)}", repr(type_))
+        spec = registry.TYPES.get((kind, type_ or ""))
+        metadata = self.metadata(_or_empty(body.get("metadata")), f"{path}.metadata", spec)
+        workers = self.integer(body.get("workers", 1), f"{path}.workers", 1)
+        if spec is not None and spec.single_process and workers is not None and workers != 1:
+            self.fail(
+                f"{path}.workers",
+                f"1 (type {spec.type} keeps its data inside one worker process; "
+                "more workers would each hold a separate copy)",
+                str(workers),
+            )
+        hello = None
+        if kind == "hellos":
+            hello = self.text(body.get("hello", "greeting"), f"{path}.hello")
+        bigger_than = self.bigger_than(_or_empty(body.get("biggerThan")), f"{path}.biggerThan")
+        if len(self.problems) > before or type_ is None or workers is None:
+            return None
+        return ComponentConfig(kind, name, type_, metadata, workers, hello, bigger_than)
+
+    def metadata(
+        self,
+        value: Any,
+        path: str,
+        spec: registry.ComponentType | None,
+    ) -> dict[str, str]:
+        if spec is None:  # unknown type, already reported: check the shape only
+            allowed: Collection[str] = value.keys() if isinstance(value, dict) else ()
+            required: Collection[str] = ()
+            unknown = None
+        else:
+            allowed, required = sorted(spec.metadata), sorted(spec.required)
+            unknown = f"one of the metadata keys of {spec.kind} type {spec.type}: " + (
+                ", ".join(allowed) or "none"
+            )
+        body = self.mapping(
+            value, path, allowed, expected="a mapping of metadata key to value", unknown=unknown
+        )
+        result: dict[str, str] = {}
+        for key, item in (body or {}).items():
+            if (text := self.scalar(item, _join(path, key))) is not None:
+                result[key] = text
+        for key in required:
+            if body is not None and key not in body:
+                assert spec is not None
+                self.fail(_join(path, key), f"{key}: {spec.metadata[key]}", _MISSING)
+        return result
+
+    def bigger_than(self, value: Any, path: str) -> dict[str, int]:
+        if not isinstance(value, dict):
+            self.fail(path, "a mapping of sequencer key to an integer >= 0", _describe(value))
+            return {}
+        result: dict[str, int] = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                self.fail(_join(path, key), "a non-empty string key (quote it)", _describe(key))
+            elif (number := self.integer(item, _join(path, key), 0)) is not None:
+                result[key] = number
+        return result
+
+
+def parse_document(doc: Any, source: str, environ: Mapping[str, str]) -> Config:
+    walker = _Walker(environ)
+    config = walker.config(doc, source)
+    if config is None:
+        raise ConfigError(source, walker.problems)
+    return config

@@ -1,0 +1,164 @@
+"""The `layotto` command: start, stop, status, check.
+
+Every command finds its sidecar through the config file: the run directory
+(control socket, pid file) derives from the config's path and gRPC address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from layotto.supervisor import config as config_module
+from layotto.supervisor.config import Config, ConfigError
+
+EXIT_CONFIG_ERROR = 2
+
+
+def _load(path: str | None) -> Config:
+    return config_module.load(path or config_module.default_config_path())
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    kinds = sorted({c.kind for c in config.components})
+    print(f"{config.source}: OK ({len(config.components)} components: {', '.join(kinds)}; "
+          f"gRPC {config.listeners.grpc}, HTTP {config.listeners.http})")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    logging.basicConfig(
+        level=getattr(logging, config.runtime.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s [supervisor pid %(process)d] %(name)s: %(message)s",
+    )
+    from layotto.supervisor.runner import run  # trio is only needed here
+
+    return run(config)
+
+
+def _ask(config: Config, cmd: str) -> dict[str, Any] | None:
+    from layotto.supervisor.control import NotRunningError, request
+
+    try:
+        return request(config.run_dir(), cmd)
+    except NotRunningError:
+        return None
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    from layotto.supervisor.runner import read_pid
+
+    pid = read_pid(config.run_dir())
+    answer = _ask(config, "stop")
+    if answer is None:
+        print(f"layotto is not running for {config.source}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + args.timeout
+    while pid is not None and _alive(pid):
+        if time.monotonic() > deadline:
+            print(f"layotto (pid {pid}) is still stopping after {args.timeout:g} s",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print("layotto stopped")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_status(answer: dict[str, Any]) -> str:
+    header = ("PROCESS", "ROLE", "PID", "STATE", "HEALTH", "RESTARTS", "UPTIME", "REQUESTS",
+              "NOTE")
+    rows = [header]
+    for p in answer["processes"]:
+        rows.append((
+            p["name"], p["role"], str(p["pid"] or "-"), p["state"], p["health"],
+            str(p["restarts"]), _uptime(p["uptime"]),
+            "-" if p["requests"] is None else str(p["requests"]), p["reason"] or "",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [f"layotto: {'READY' if answer['ready'] else 'NOT READY'}"
+             f"{' (stopping)' if answer.get('stopping') else ''} - {answer['config']}"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+              for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    answer = _ask(config, "status")
+    if answer is None:
+        print(f"layotto is not running for {config.source}", file=sys.stderr)
+        return 3
+    print(format_status(answer))
+    return 0 if answer.get("ready") else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="layotto", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    for name, func, text in (
+        ("start", cmd_start, "run the supervised sidecar in the foreground"),
+        ("stop", cmd_stop, "stop the sidecar started with this config"),
+        ("status", cmd_status, "show every process of the running sidecar"),
+        ("check", cmd_check, "validate a config file and print every problem"),
+    ):
+        command = sub.add_parser(name, help=text, description=text)
+        command.add_argument("-c", "--config", help="config file (default: the embedded "
+                             "in-memory configs/standalone.yaml)")
+        command.set_defaults(func=func)
+        if name == "stop":
+            command.add_argument("--timeout", type=float, default=60.0,
+                                 help="seconds to wait for the stop to finish")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

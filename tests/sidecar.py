@@ -1,0 +1,126 @@
+"""Run the real `layotto` command for end-to-end tests.
+
+Readiness and other milestones are awaited by watching the supervisor's log
+lines (an event), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+
+from layotto.proto import runtime_pb2_grpc
+from tests.redis_server import free_port
+
+LAYOTTO = str(Path(sys.executable).parent / "layotto")
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Sidecar:
+    def __init__(self, config: str | Path, env: dict[str, str] | None = None) -> None:
+        self.config = str(config)
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.env = dict(os.environ)
+        self.env.update({
+            "LAYOTTO_GRPC_PORT": str(self.grpc_port),
+            "LAYOTTO_HTTP_PORT": str(self.http_port),
+            "PYTHONUNBUFFERED": "1",
+        })
+        self.env.update(env or {})
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([LAYOTTO, *args, "-c", self.config], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def start(self, timeout: float = 30) -> None:
+        self.process = subprocess.Popen(
+            [LAYOTTO, "start", "-c", self.config], env=self.env, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for_log(r"layotto ready in", timeout)
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_log(self, pattern: str, timeout: float = 20, after: int = 0) -> str:
+        """Wait until a log line matching ``pattern`` appears (from line ``after`` on)."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[after:]:
+                    if regex.search(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                exited = self.process is not None and self.process.poll() is not None
+                if remaining <= 0 or (exited):
+                    tail = "\n".join(self.lines[-30:])
+                    raise AssertionError(f"no log line matching {pattern!r}; last lines:\n{tail}")
+                self._changed.wait(min(remaining, 0.5))
+
+    def mark(self) -> int:
+        with self._changed:
+            return len(self.lines)
+
+    @contextmanager
+    def stub(self) -> Iterator[runtime_pb2_grpc.RuntimeStub]:
+        with grpc.insecure_channel(self.target) as channel:
+            yield runtime_pb2_grpc.RuntimeStub(channel)
+
+    def children(self) -> list[int]:
+        assert self.process is not None
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+                             capture_output=True, text=True, check=False).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextmanager
+def running_sidecar(config: str | Path, env: dict[str, str] | None = None,
+                    timeout: float = 30) -> Iterator[Sidecar]:
+    sidecar = Sidecar(config, env)
+    try:
+        sidecar.start(timeout)
+        yield sidecar
+    finally:
+        try:
+            sidecar.stop()
+        finally:
+            sidecar.kill()
+            if sidecar.process is not None and sidecar.process.stderr is not None:
+                sidecar.process.stderr.close()

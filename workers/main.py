@@ -1,0 +1,107 @@
+"""Entry point of a component worker process: one component, one request at a time."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from layotto.components.errors import ComponentError
+from layotto.workers import child
+from layotto.workers.blocks import Block, ComponentSpec, open_block
+from layotto.workers.nng_server import ReplySocket
+from layotto.workers.protocol import (
+    EXIT_CONFIG,
+    ProtocolError,
+    decode_request,
+    encode_reply,
+)
+from layotto.workers.status import Code, code_of
+
+log = logging.getLogger("layotto.worker")
+
+HEALTH_INTERVAL = 2.0
+
+
+def serve_one(block: Block, frame: bytes) -> bytes:
+    """Run one request frame through the block; always returns a reply frame."""
+    try:
+        request = decode_request(frame)
+    except ProtocolError as exc:
+        return encode_reply(Code.INTERNAL, 0, str(exc).encode())
+    if time.monotonic() >= request.deadline:
+        # The caller has already given up: doing the work now could only
+        # surprise it (a lock it thinks it did not get, an id it never saw).
+        return encode_reply(
+            Code.DEADLINE_EXCEEDED, request.request_id, b"deadline passed before the worker began"
+        )
+    try:
+        payload = block.handle(request.method, request.payload)
+    except Exception as exc:
+        code = code_of(exc)
+        if code == Code.INTERNAL and not isinstance(exc, ComponentError):
+            log.exception("%s failed", request.method)
+        return encode_reply(code, request.request_id, str(exc).encode())
+    return encode_reply(Code.OK, request.request_id, payload)
+
+
+def watch_health(block: Block, link: child.ControlLink, stop: threading.Event) -> None:
+    last: tuple[str, str] | None = None
+    while not stop.is_set():
+        try:
+            block.ping()
+            current = ("UP", "")
+        except Exception as exc:
+            current = ("DOWN", str(exc) or type(exc).__name__)
+        if current != last:
+            link.send({"event": "health", "status": current[0], "reason": current[1]})
+            last = current
+        stop.wait(HEALTH_INTERVAL)
+
+
+def run(spec: dict[str, Any], link: child.ControlLink) -> int:
+    component = ComponentSpec(
+        kind=spec["kind"], name=spec["name"], type=spec["type"], metadata=spec["metadata"],
+        app_id=spec["app_id"], hello=spec.get("hello"), bigger_than=spec.get("bigger_than"),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    link.start_reader(lambda _msg: None, child.exit_when_supervisor_gone)
+    try:
+        block = open_block(component)
+    except ComponentError as exc:
+        log.error("component %s cannot start: %s", component.name, exc)
+        link.send({"event": "fatal", "reason": str(exc)})
+        return EXIT_CONFIG
+    sock = ReplySocket(spec["address"])
+    threading.Thread(
+        target=watch_health, args=(block, link, stop), name="health", daemon=True
+    ).start()
+    link.send({"event": "ready", "pid": os.getpid()})
+    log.info("serving %s %s (%s) at %s", component.kind, component.name, component.type,
+             spec["address"])
+    try:
+        while not stop.is_set():
+            frame = sock.receive()
+            if frame is not None:
+                sock.reply(serve_one(block, frame))
+    finally:
+        sock.close()
+        block.close()
+    log.info("stopped")
+    return 0
+
+
+def main() -> None:
+    spec = child.load_spec()
+    child.setup_logging(f"worker {spec['name']}#{spec['slot']}", spec.get("log_level", "INFO"))
+    child.ignore_terminal_signals()
+    sys.exit(run(spec, child.ControlLink.from_env()))
+
+
+if __name__ == "__main__":
+    main()

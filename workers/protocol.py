@@ -1,0 +1,91 @@
+"""Frames on the nng link between the API process and component workers.
+
+A request is a fixed header (method, request id, deadline) followed by the
+gRPC request's protobuf bytes, untouched; a reply is (status, request id)
+followed by the response's protobuf bytes or, on error, a UTF-8 message. The
+API process never re-encodes messages: it only routes them.
+
+Deadlines are CLOCK_MONOTONIC seconds, which all processes of one machine
+share, so a worker can skip work its caller has already given up on.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+from layotto.workers.status import Code
+
+VERSION = 1
+METHODS = (
+    "SayHello",
+    "GetState",
+    "GetBulkState",
+    "SaveState",
+    "DeleteState",
+    "DeleteBulkState",
+    "ExecuteStateTransaction",
+    "TryLock",
+    "Unlock",
+    "LockKeepAlive",
+    "GetNextId",
+)
+METHOD_IDS = {name: index for index, name in enumerate(METHODS)}
+
+_REQUEST = struct.Struct("!BBQd")
+_REPLY = struct.Struct("!BBQ")
+
+# Exit status a worker uses when its component cannot be built from the
+# config: restarting cannot help, so the supervisor marks it failed at once.
+EXIT_CONFIG = 78
+
+
+class ProtocolError(Exception):
+    """A frame that is not ours (wrong version or truncated)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    request_id: int
+    deadline: float
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: Code
+    request_id: int
+    payload: bytes
+
+
+def encode_request(method: str, request_id: int, deadline: float, payload: bytes) -> bytes:
+    return _REQUEST.pack(VERSION, METHOD_IDS[method], request_id, deadline) + payload
+
+
+def decode_request(frame: bytes) -> Request:
+    if len(frame) < _REQUEST.size:
+        raise ProtocolError(f"request frame of {len(frame)} bytes is too short")
+    version, method_id, request_id, deadline = _REQUEST.unpack_from(frame)
+    if version != VERSION or method_id >= len(METHODS):
+        raise ProtocolError(f"unknown request frame (version {version}, method {method_id})")
+    return Request(METHODS[method_id], request_id, deadline, frame[_REQUEST.size :])
+
+
+def encode_reply(code: Code, request_id: int, payload: bytes) -> bytes:
+    return _REPLY.pack(VERSION, code, request_id) + payload
+
+
+def decode_reply(frame: bytes) -> Reply:
+    if len(frame) < _REPLY.size:
+        raise ProtocolError(f"reply frame of {len(frame)} bytes is too short")
+    version, code, request_id = _REPLY.unpack_from(frame)
+    if version != VERSION:
+        raise ProtocolError(f"unknown reply frame version {version}")
+    return Reply(Code(code), request_id, frame[_REPLY.size :])
+
+
+def worker_address(run_dir: str, component: str, slot: int) -> str:
+    """Where worker ``slot`` of ``component`` listens (the API process dials it)."""
+    return f"ipc://{os.path.join(run_dir, f'w-{component}-{slot}.ipc')}"
