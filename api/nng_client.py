@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import pynng
 
-from layotto.workers.protocol import decode_reply, encode_request
+from layotto.workers.protocol import ProtocolError, decode_reply, encode_request
 from layotto.workers.status import CallError, Code
 
 _NNG_RECV_TIMEOUT = b"recv-timeout"
@@ -113,8 +113,14 @@ class WorkerPool:
                 self._changed.wait(remaining)
 
     def call(
-        self, method: str, payload: bytes, deadline: float, routing_key: str = "",
-        sticky: bool = False, idempotent: bool = False,
+        self,
+        method: str,
+        payload: bytes,
+        deadline: float,
+        *,
+        routing_key: str = "",
+        sticky: bool = False,
+        idempotent: bool = False,
     ) -> bytes:
         """Send one request and return the response payload, or raise CallError."""
         attempts = 2 if idempotent else 1
@@ -137,6 +143,8 @@ class WorkerPool:
                     f"the worker of component {self.component!r} exited while handling "
                     f"{method}; the request may or may not have been applied",
                 ) from None
+            except ProtocolError as exc:
+                raise CallError(Code.INTERNAL, f"bad reply from worker: {exc}") from None
             if reply.request_id != request_id:
                 raise CallError(Code.INTERNAL, "reply does not match its request")
             if reply.code != Code.OK:

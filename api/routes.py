@@ -62,7 +62,9 @@ class RpcSpec:
         try:
             message = self.request.FromString(payload)
         except Exception as exc:
-            raise CallError(Code.INVALID_ARGUMENT, f"malformed {self.name} request: {exc}") from None
+            raise CallError(
+                Code.INVALID_ARGUMENT, f"malformed {self.name} request: {exc}"
+            ) from None
         store = getattr(message, self.store_field)
         self.checks(message, store)
         if store not in kind_names:
@@ -122,23 +124,58 @@ def _none(message: Any) -> str:
 RPCS: dict[str, RpcSpec] = {
     spec.name: spec
     for spec in (
-        RpcSpec("SayHello", "hellos", pb.SayHelloRequest, "service_name", _no_checks, _none,
-                idempotent=True),
-        RpcSpec("GetState", "state", pb.GetStateRequest, "store_name", _state_key, _key,
-                idempotent=True),
-        RpcSpec("GetBulkState", "state", pb.GetBulkStateRequest, "store_name", _no_checks, _none,
-                idempotent=True),
+        RpcSpec(
+            "SayHello",
+            "hellos",
+            pb.SayHelloRequest,
+            "service_name",
+            _no_checks,
+            _none,
+            idempotent=True,
+        ),
+        RpcSpec(
+            "GetState", "state", pb.GetStateRequest, "store_name", _state_key, _key, idempotent=True
+        ),
+        RpcSpec(
+            "GetBulkState",
+            "state",
+            pb.GetBulkStateRequest,
+            "store_name",
+            _no_checks,
+            _none,
+            idempotent=True,
+        ),
         RpcSpec("SaveState", "state", pb.SaveStateRequest, "store_name", _state_items, _none),
         RpcSpec("DeleteState", "state", pb.DeleteStateRequest, "store_name", _state_key, _key),
-        RpcSpec("DeleteBulkState", "state", pb.DeleteBulkStateRequest, "store_name",
-                _state_items, _none),
-        RpcSpec("ExecuteStateTransaction", "state", pb.ExecuteStateTransactionRequest,
-                "storeName", _transaction, _none),
+        RpcSpec(
+            "DeleteBulkState", "state", pb.DeleteBulkStateRequest, "store_name", _state_items, _none
+        ),
+        RpcSpec(
+            "ExecuteStateTransaction",
+            "state",
+            pb.ExecuteStateTransactionRequest,
+            "storeName",
+            _transaction,
+            _none,
+        ),
         RpcSpec("TryLock", "lock", pb.TryLockRequest, "store_name", _lock_expiring, _resource),
         RpcSpec("Unlock", "lock", pb.UnlockRequest, "store_name", _lock_owner, _resource),
-        RpcSpec("LockKeepAlive", "lock", pb.LockKeepAliveRequest, "store_name", _lock_expiring,
-                _resource),
-        RpcSpec("GetNextId", "sequencer", pb.GetNextIdRequest, "store_name", _sequencer_key,
-                _key, sticky=True),
+        RpcSpec(
+            "LockKeepAlive",
+            "lock",
+            pb.LockKeepAliveRequest,
+            "store_name",
+            _lock_expiring,
+            _resource,
+        ),
+        RpcSpec(
+            "GetNextId",
+            "sequencer",
+            pb.GetNextIdRequest,
+            "store_name",
+            _sequencer_key,
+            _key,
+            sticky=True,
+        ),
     )
 }

@@ -46,7 +46,12 @@ def _routed(
         try:
             route = spec.route(request, components)
             return pools[route.component].call(
-                spec.name, request, deadline, route.routing_key, route.sticky, route.idempotent
+                spec.name,
+                request,
+                deadline,
+                routing_key=route.routing_key,
+                sticky=route.sticky,
+                idempotent=route.idempotent,
             )
         except CallError as error:
             _abort(context, error)
@@ -68,19 +73,19 @@ def _unimplemented(full_name: str, streaming_response: bool) -> Callable[..., An
     return reject_stream if streaming_response else reject
 
 
-def _method_handler(method: Any, behaviour: Callable[..., Any]) -> grpc.RpcMethodHandler:
+def _method_handler(method: Any, behaviour: Callable[..., Any]) -> grpc.RpcMethodHandler[Any, Any]:
     factory = {
         (False, False): grpc.unary_unary_rpc_method_handler,
         (False, True): grpc.unary_stream_rpc_method_handler,
         (True, False): grpc.stream_unary_rpc_method_handler,
         (True, True): grpc.stream_stream_rpc_method_handler,
     }[(method.client_streaming, method.server_streaming)]
-    return factory(behaviour)  # type: ignore[no-any-return]
+    return factory(behaviour)
 
 
 def build_handlers(
     pools: Mapping[str, WorkerPool], components: Components, default_timeout: float
-) -> list[grpc.GenericRpcHandler]:
+) -> list[grpc.GenericRpcHandler[Any, Any]]:
     handlers = []
     for service in _SERVICES:
         methods = {}
@@ -98,8 +103,12 @@ def build_handlers(
 
 
 def start_server(
-    address: str, handlers: list[grpc.GenericRpcHandler], *, threads: int,
-    max_connection_age: float, grace: float,
+    address: str,
+    handlers: list[grpc.GenericRpcHandler[Any, Any]],
+    *,
+    threads: int,
+    max_connection_age: float,
+    grace: float,
 ) -> grpc.Server:
     """Bind with SO_REUSEPORT (a hot upgrade starts the next API process on the
     same port) and a connection age, whose GOAWAY moves clients off an old
@@ -109,8 +118,11 @@ def start_server(
         ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
         ("grpc.max_connection_age_grace_ms", int(grace * 1000)),
     ]
-    server = grpc.server(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
-                         handlers=handlers, options=options)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+        handlers=handlers,
+        options=options,
+    )
     server.add_insecure_port(address)
     server.start()
     return server

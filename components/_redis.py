@@ -22,12 +22,14 @@ _FALSE = {"0", "f", "false"}
 
 
 def _bad(component: str, key: str, expected: str, value: str) -> InvalidRequestError:
-    return InvalidRequestError(f"component {component!r}: metadata {key} must be {expected}, "
-                               f"got {value!r}")
+    return InvalidRequestError(
+        f"component {component!r}: metadata {key} must be {expected}, got {value!r}"
+    )
 
 
-def parse_int(metadata: Mapping[str, str], key: str, default: int, component: str,
-              minimum: int = 0) -> int:
+def parse_int(
+    metadata: Mapping[str, str], key: str, default: int, component: str, minimum: int = 0
+) -> int:
     """An integer metadata value ≥ ``minimum`` (``default`` when absent)."""
     raw = metadata.get(key)
     if raw is None:
@@ -73,8 +75,11 @@ def connect(metadata: Mapping[str, str], component: str) -> redis.Redis:
     backoff_ms = parse_int(metadata, "maxRetryBackoff", 2000, component)
     dial_ms = parse_int(metadata, "dialTimeout", 2000, component, minimum=1)
     read_ms = parse_int(metadata, "readTimeout", 3000, component, minimum=1)
-    retry = (Retry(ExponentialBackoff(cap=backoff_ms / 1000), retries) if retries
-             else Retry(NoBackoff(), 0))
+    retry = (
+        Retry(ExponentialBackoff(cap=backoff_ms / 1000), retries)
+        if retries
+        else Retry(NoBackoff(), 0)
+    )
     return redis.Redis(
         host=host,
         port=port,

@@ -1,7 +1,7 @@
 """The typed, frozen shape of a layotto config, its errors, and its JSON form.
 
-Kept apart from the YAML parsing so that a worker, which receives its config
-from the supervisor as JSON, needs neither PyYAML nor the validation rules.
+Apart from the parsing because the rest of the code only ever reads these
+objects; child processes rebuild them from JSON with no validation to redo.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 V = TypeVar("V")
@@ -102,7 +102,7 @@ class Config:
     app: AppConfig
     listeners: Listeners
     runtime: RuntimeConfig
-    components: tuple[ComponentConfig, ...] = field(default=())
+    components: tuple[ComponentConfig, ...]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "components", tuple(self.components))

@@ -1,4 +1,4 @@
-"""YAML text to a validated `Config`, collecting every problem on the way.
+"""Parsed YAML to a validated `Config`, collecting every problem on the way.
 
 Each value is checked where it sits, against the schema and the component
 registry; a bad value is reported and the walk goes on, so one run of
@@ -12,10 +12,8 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
-
-import yaml
 
 from layotto.components import registry
 
@@ -53,37 +51,6 @@ _ADDRESS = re.compile(
 )
 _ADDRESS_TEXT = "'host:port' (or '[ipv6]:port') with a port in 1..65535"
 _MISSING = "nothing (the key is missing)"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys: plain YAML keeps the last one
-    silently, which would drop a component defined twice under one name."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[Hashable] = set()
-        for key_node, _ in node.value:
-            # Keys brought in by `<<:` may be overridden, that is their point: check only
-            # the mapping's own scalar keys.
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                key = self.construct_object(key_node)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_yaml(text: str) -> tuple[Any, Problem | None]:
-    try:
-        return yaml.load(text, Loader=_Loader), None  # a SafeLoader: no arbitrary objects
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        return None, Problem("", "valid YAML", f"{e.problem or e.context}{where}")
-    except yaml.YAMLError as e:
-        return None, Problem("", "valid YAML", " ".join(str(e).split()))
 
 
 def _or_empty(value: Any) -> Any:
@@ -187,11 +154,11 @@ class _Walker:
             if not _INT.fullmatch(text.strip()):
                 self.fail(path, expected, self.found(value, text))
                 return None
-            number = int(text)
+            number, shown = int(text), self.found(value, text)
         else:
-            number = value
+            number, shown = value, str(value)
         if number < low or (high is not None and number > high):
-            self.fail(path, expected, str(number))
+            self.fail(path, expected, shown)
             return None
         return number
 

@@ -33,11 +33,18 @@ def route(arbiter: Arbiter, method: str, target: str) -> tuple[int, dict[str, An
     elif path in ("/actuator/health/readiness", "/actuator/health"):
         ok, components = arbiter.readiness()
     elif path == "/actuator/info":
-        return 200, {"app": {"name": "layotto-py", "version": VERSION,
-                             "app_id": arbiter.config.app.app_id}}
+        return 200, {
+            "app": {"name": "layotto-py", "version": VERSION, "app_id": arbiter.config.app.app_id}
+        }
     else:
-        return 404, {"error": f"no actuator endpoint {path!r}", "endpoints": [
-            "/actuator/health/liveness", "/actuator/health/readiness", "/actuator/info"]}
+        return 404, {
+            "error": f"no actuator endpoint {path!r}",
+            "endpoints": [
+                "/actuator/health/liveness",
+                "/actuator/health/readiness",
+                "/actuator/info",
+            ],
+        }
     return (200 if ok else 503), {"status": "UP" if ok else "DOWN", "components": components}
 
 
@@ -56,10 +63,14 @@ async def _serve_one(arbiter: Arbiter, stream: trio.SocketStream) -> None:
                 if isinstance(event, h11.Request):
                     status, body = route(arbiter, event.method.decode(), event.target.decode())
                     payload = json.dumps(body).encode()
-                    headers = [("content-type", "application/json"),
-                               ("content-length", str(len(payload))), ("connection", "close")]
-                    await stream.send_all(conn.send(h11.Response(status_code=status,
-                                                                 headers=headers)) or b"")
+                    headers = [
+                        ("content-type", "application/json"),
+                        ("content-length", str(len(payload))),
+                        ("connection", "close"),
+                    ]
+                    await stream.send_all(
+                        conn.send(h11.Response(status_code=status, headers=headers)) or b""
+                    )
                     if event.method != b"HEAD":
                         await stream.send_all(conn.send(h11.Data(data=payload)) or b"")
                     await stream.send_all(conn.send(h11.EndOfMessage()) or b"")

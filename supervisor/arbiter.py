@@ -52,8 +52,9 @@ class Child:
         uptime = now - self.proc.ready_at if self.proc.ready_at is not None else None
         return {
             "name": self.id,
-            "role": self.role if self.component is None else
-            f"{self.component.kind}/{self.component.type}",
+            "role": self.role
+            if self.component is None
+            else f"{self.component.kind}/{self.component.type}",
             "component": self.component.name if self.component else "",
             "pid": self.proc.pid,
             "state": self.proc.state.value,
@@ -91,22 +92,37 @@ class Arbiter:
             for slot in range(component.workers):
                 child_id = f"{component.name}#{slot}"
                 self.children[child_id] = Child(
-                    child_id, "worker", "layotto.workers.main",
-                    self._worker_spec(component, slot), lc.Proc(timeout), component, slot,
+                    child_id,
+                    "worker",
+                    "layotto.workers.main",
+                    self._worker_spec(component, slot),
+                    lc.Proc(timeout),
+                    component,
+                    slot,
                 )
         self.children[API] = Child(
-            API, "api", "layotto.api.main",
-            {"config": self.config.to_json(), "run_dir": self.run_dir,
-             "log_level": self.config.runtime.log_level},
+            API,
+            "api",
+            "layotto.api.main",
+            {
+                "config": self.config.to_json(),
+                "run_dir": self.run_dir,
+                "log_level": self.config.runtime.log_level,
+            },
             lc.Proc(timeout),
         )
 
     def _worker_spec(self, component: ComponentConfig, slot: int) -> dict[str, Any]:
         return {
-            "kind": component.kind, "name": component.name, "type": component.type,
-            "metadata": dict(component.metadata), "app_id": self.config.app.app_id,
-            "hello": component.hello, "bigger_than": dict(component.bigger_than),
-            "slot": slot, "address": worker_address(self.run_dir, component.name, slot),
+            "kind": component.kind,
+            "name": component.name,
+            "type": component.type,
+            "metadata": dict(component.metadata),
+            "app_id": self.config.app.app_id,
+            "hello": component.hello,
+            "bigger_than": dict(component.bigger_than),
+            "slot": slot,
+            "address": worker_address(self.run_dir, component.name, slot),
             "log_level": self.config.runtime.log_level,
         }
 
@@ -123,29 +139,52 @@ class Arbiter:
         """UP only when the API and every component have a running, healthy worker."""
         components: dict[str, Any] = {}
         api = self.children[API]
-        components["api"] = {"status": "UP" if api.up else "DOWN",
-                             "details": {"state": api.proc.state.value, "pid": api.proc.pid,
-                                         "reason": api.fatal_reason or api.proc.reason}}
+        components["api"] = {
+            "status": "UP" if api.up else "DOWN",
+            "details": {
+                "state": api.proc.state.value,
+                "pid": api.proc.pid,
+                "reason": api.fatal_reason or api.proc.reason,
+            },
+        }
         for component in self.config.components:
-            workers = [c for c in self.children.values()
-                       if c.component is not None and c.component.name == component.name]
+            workers = [
+                c
+                for c in self.children.values()
+                if c.component is not None and c.component.name == component.name
+            ]
             healthy = [w for w in workers if w.up and w.health == "UP"]
-            reasons = sorted({w.health_reason or w.fatal_reason or w.proc.reason
-                              for w in workers if w not in healthy} - {""})
+            reasons = sorted(
+                {
+                    w.health_reason or w.fatal_reason or w.proc.reason
+                    for w in workers
+                    if w not in healthy
+                }
+                - {""}
+            )
             components[component.name] = {
                 "status": "UP" if healthy else "DOWN",
-                "details": {"kind": component.kind, "type": component.type,
-                            "ready_workers": len(healthy), "workers": len(workers),
-                            **({"reason": "; ".join(reasons)} if reasons else {})},
+                "details": {
+                    "kind": component.kind,
+                    "type": component.type,
+                    "ready_workers": len(healthy),
+                    "workers": len(workers),
+                    **({"reason": "; ".join(reasons)} if reasons else {}),
+                },
             }
             for w in workers:
                 components[w.id] = {
                     "status": "UP" if w.up and w.health == "UP" else "DOWN",
-                    "details": {"pid": w.proc.pid, "state": w.proc.state.value,
-                                "restarts": w.proc.restarts,
-                                **({"reason": w.health_reason or w.fatal_reason
-                                    or w.proc.reason} if not (w.up and w.health == "UP")
-                                   else {})},
+                    "details": {
+                        "pid": w.proc.pid,
+                        "state": w.proc.state.value,
+                        "restarts": w.proc.restarts,
+                        **(
+                            {"reason": w.health_reason or w.fatal_reason or w.proc.reason}
+                            if not (w.up and w.health == "UP")
+                            else {}
+                        ),
+                    },
                 }
         ok = not self.stopping and all(
             v["status"] == "UP" for k, v in components.items() if "#" not in k
@@ -155,10 +194,17 @@ class Arbiter:
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """DOWN only for what cannot heal by itself: a FATAL child or shutdown."""
         components = {
-            c.id: {"status": "DOWN" if c.proc.state == lc.State.FATAL else "UP",
-                   "details": {"state": c.proc.state.value,
-                               **({"reason": c.fatal_reason or c.proc.reason}
-                                  if c.proc.state == lc.State.FATAL else {})}}
+            c.id: {
+                "status": "DOWN" if c.proc.state == lc.State.FATAL else "UP",
+                "details": {
+                    "state": c.proc.state.value,
+                    **(
+                        {"reason": c.fatal_reason or c.proc.reason}
+                        if c.proc.state == lc.State.FATAL
+                        else {}
+                    ),
+                },
+            }
             for c in self.children.values()
         }
         ok = not self.stopping and all(v["status"] == "UP" for v in components.values())
@@ -182,8 +228,9 @@ class Arbiter:
         log.info("all processes stopped")
 
     def _all_down(self) -> bool:
-        return all(c.proc.state in (lc.State.STOPPED, lc.State.FATAL)
-                   for c in self.children.values())
+        return all(
+            c.proc.state in (lc.State.STOPPED, lc.State.FATAL) for c in self.children.values()
+        )
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -225,13 +272,19 @@ class Arbiter:
             self._continue_stop()
         elif not self.ready_logged and all(c.up for c in self.children.values()):
             self.ready_logged = True
-            log.info("layotto ready in %.2f s: %d processes",
-                     time.monotonic() - self.started, len(self.children))
+            log.info(
+                "layotto ready in %.2f s: %d processes",
+                time.monotonic() - self.started,
+                len(self.children),
+            )
 
     def _log_transition(self, child: Child, before: lc.State, after: lc.State) -> None:
         level = logging.WARNING if after in (lc.State.BACKOFF, lc.State.FATAL) else logging.INFO
-        detail = f" ({child.fatal_reason or child.proc.reason})" if after in (
-            lc.State.BACKOFF, lc.State.FATAL) else ""
+        detail = (
+            f" ({child.fatal_reason or child.proc.reason})"
+            if after in (lc.State.BACKOFF, lc.State.FATAL)
+            else ""
+        )
         log.log(level, "%s: %s -> %s%s", child.id, before.value, after.value, detail)
 
     async def _timer(self, child_id: str, delay: float, token: int) -> None:
@@ -278,11 +331,17 @@ class Arbiter:
             if child.role == "api":
                 child.health = "UP"
         elif event == "health":
-            if (message["status"], message.get("reason", "")) != (child.health,
-                                                                    child.health_reason):
-                log.log(logging.INFO if message["status"] == "UP" else logging.WARNING,
-                        "%s: component %s%s", child.id, message["status"],
-                        f" ({message['reason']})" if message.get("reason") else "")
+            if (message["status"], message.get("reason", "")) != (
+                child.health,
+                child.health_reason,
+            ):
+                log.log(
+                    logging.INFO if message["status"] == "UP" else logging.WARNING,
+                    "%s: component %s%s",
+                    child.id,
+                    message["status"],
+                    f" ({message['reason']})" if message.get("reason") else "",
+                )
             child.health = message["status"]
             child.health_reason = message.get("reason", "")
         elif event == "fatal":
@@ -324,8 +383,15 @@ class Arbiter:
                 requests = counts[child.slot] if child.slot < len(counts) else None
             rows.append(child.row(now, requests))
         ready, _ = self.readiness()
-        command.reply.send_nowait({"ok": True, "ready": ready, "stopping": self.stopping,
-                                   "config": self.config.source, "processes": rows})
+        command.reply.send_nowait(
+            {
+                "ok": True,
+                "ready": ready,
+                "stopping": self.stopping,
+                "config": self.config.source,
+                "processes": rows,
+            }
+        )
 
     # -- stopping ---------------------------------------------------------------
 
@@ -343,8 +409,11 @@ class Arbiter:
         if self.children[API].proc.state not in (lc.State.STOPPED, lc.State.FATAL):
             return
         for child in self.children.values():
-            if child.role == "worker" and not child.proc.stop_requested and \
-                    child.proc.state not in (lc.State.STOPPED, lc.State.FATAL):
+            if (
+                child.role == "worker"
+                and not child.proc.stop_requested
+                and child.proc.state not in (lc.State.STOPPED, lc.State.FATAL)
+            ):
                 self._apply(child, lc.Stop(WORKER_STOP_GRACE))
         # wake the loop so it re-checks whether everything is down
         self._send.send_nowait(("noop",))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -32,8 +31,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     kinds = sorted({c.kind for c in config.components})
-    print(f"{config.source}: OK ({len(config.components)} components: {', '.join(kinds)}; "
-          f"gRPC {config.listeners.grpc}, HTTP {config.listeners.http})")
+    print(
+        f"{config.source}: OK ({len(config.components)} components: {', '.join(kinds)}; "
+        f"gRPC {config.listeners.grpc}, HTTP {config.listeners.http})"
+    )
     return 0
 
 
@@ -67,32 +68,24 @@ def cmd_stop(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    from layotto.supervisor.runner import read_pid
+    from layotto.supervisor.runner import holds_pid_file, read_pid
 
-    pid = read_pid(config.run_dir())
+    run_dir = config.run_dir()
+    pid = read_pid(run_dir)
     answer = _ask(config, "stop")
     if answer is None:
         print(f"layotto is not running for {config.source}", file=sys.stderr)
         return 1
     deadline = time.monotonic() + args.timeout
-    while pid is not None and _alive(pid):
+    while holds_pid_file(run_dir):
         if time.monotonic() > deadline:
-            print(f"layotto (pid {pid}) is still stopping after {args.timeout:g} s",
-                  file=sys.stderr)
+            print(
+                f"layotto (pid {pid}) is still stopping after {args.timeout:g} s", file=sys.stderr
+            )
             return 1
         time.sleep(0.05)
     print("layotto stopped")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _uptime(seconds: float | None) -> str:
@@ -105,20 +98,30 @@ def _uptime(seconds: float | None) -> str:
 
 
 def format_status(answer: dict[str, Any]) -> str:
-    header = ("PROCESS", "ROLE", "PID", "STATE", "HEALTH", "RESTARTS", "UPTIME", "REQUESTS",
-              "NOTE")
+    header = ("PROCESS", "ROLE", "PID", "STATE", "HEALTH", "RESTARTS", "UPTIME", "REQUESTS", "NOTE")
     rows = [header]
     for p in answer["processes"]:
-        rows.append((
-            p["name"], p["role"], str(p["pid"] or "-"), p["state"], p["health"],
-            str(p["restarts"]), _uptime(p["uptime"]),
-            "-" if p["requests"] is None else str(p["requests"]), p["reason"] or "",
-        ))
+        rows.append(
+            (
+                p["name"],
+                p["role"],
+                str(p["pid"] or "-"),
+                p["state"],
+                p["health"],
+                str(p["restarts"]),
+                _uptime(p["uptime"]),
+                "-" if p["requests"] is None else str(p["requests"]),
+                p["reason"] or "",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [f"layotto: {'READY' if answer['ready'] else 'NOT READY'}"
-             f"{' (stopping)' if answer.get('stopping') else ''} - {answer['config']}"]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-              for r in rows]
+    lines = [
+        f"layotto: {'READY' if answer['ready'] else 'NOT READY'}"
+        f"{' (stopping)' if answer.get('stopping') else ''} - {answer['config']}"
+    ]
+    lines += [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -146,12 +149,16 @@ def parser() -> argparse.ArgumentParser:
         ("check", cmd_check, "validate a config file and print every problem"),
     ):
         command = sub.add_parser(name, help=text, description=text)
-        command.add_argument("-c", "--config", help="config file (default: the embedded "
-                             "in-memory configs/standalone.yaml)")
+        command.add_argument(
+            "-c",
+            "--config",
+            help="config file (default: the embedded in-memory configs/standalone.yaml)",
+        )
         command.set_defaults(func=func)
         if name == "stop":
-            command.add_argument("--timeout", type=float, default=60.0,
-                                 help="seconds to wait for the stop to finish")
+            command.add_argument(
+                "--timeout", type=float, default=60.0, help="seconds to wait for the stop to finish"
+            )
     return top
 
 

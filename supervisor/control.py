@@ -27,8 +27,9 @@ def socket_path(run_dir: str) -> str:
     return os.path.join(run_dir, SOCKET_NAME)
 
 
-async def serve_control(arbiter: Arbiter, path: str,
-                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_control(
+    arbiter: Arbiter, path: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     """Serve until cancelled; removes the socket file on the way out."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -39,13 +40,17 @@ async def serve_control(arbiter: Arbiter, path: str,
     listener = trio.SocketListener(sock)
     task_status.started()
     try:
-        await trio.serve_listeners(lambda stream: _serve_one(arbiter, stream), [listener])
+
+        async def handle(stream: trio.SocketStream) -> None:
+            await _serve_one(arbiter, stream)
+
+        await trio.serve_listeners(handle, [listener])
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
 
-async def _serve_one(arbiter: Arbiter, stream: trio.SocketStream) -> None:
+async def _serve_one(arbiter: Arbiter, stream: trio.abc.Stream) -> None:
     async with stream:
         buffer = b""
         with trio.move_on_after(5):
@@ -67,8 +72,9 @@ class NotRunningError(Exception):
     """No supervisor answers on the control socket."""
 
 
-def request(run_dir: str, cmd: str, args: dict[str, Any] | None = None,
-            timeout: float = 15.0) -> dict[str, Any]:
+def request(
+    run_dir: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 15.0
+) -> dict[str, Any]:
     """Blocking client used by the CLI."""
     path = socket_path(run_dir)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -125,9 +125,17 @@ def step(proc: Proc, event: Event, now: float) -> tuple[Proc, list[Action]]:
     state = proc.state
     if isinstance(event, Start):
         if state in (State.STOPPED, State.FATAL):
-            proc, timer = _timer(replace(proc, state=State.STARTING, reason="", started_at=now,
-                                         stop_requested=False, recent_exits=()),
-                                 proc.start_timeout)
+            proc, timer = _timer(
+                replace(
+                    proc,
+                    state=State.STARTING,
+                    reason="",
+                    started_at=now,
+                    stop_requested=False,
+                    recent_exits=(),
+                ),
+                proc.start_timeout,
+            )
             return proc, [Spawn(), timer]
         return proc, []
 
@@ -139,14 +147,16 @@ def step(proc: Proc, event: Event, now: float) -> tuple[Proc, list[Action]]:
 
     if isinstance(event, Ready):
         if state == State.STARTING:
-            return replace(proc, state=State.RUNNING, ready_at=now, reason="",
-                           timer=proc.timer + 1), []
+            return replace(
+                proc, state=State.RUNNING, ready_at=now, reason="", timer=proc.timer + 1
+            ), []
         return proc, []
 
     if isinstance(event, Stop):
         if state in (State.STARTING, State.RUNNING) and proc.pid is not None:
-            proc, timer = _timer(replace(proc, state=State.STOPPING, stop_requested=True),
-                                 event.grace)
+            proc, timer = _timer(
+                replace(proc, state=State.STOPPING, stop_requested=True), event.grace
+            )
             return proc, [Kill(signal.SIGTERM), timer]
         if state in (State.BACKOFF, State.STARTING):
             return replace(proc, state=State.STOPPED, timer=proc.timer + 1), []
@@ -156,8 +166,11 @@ def step(proc: Proc, event: Event, now: float) -> tuple[Proc, list[Action]]:
         if event.token != proc.timer:
             return proc, []
         if state == State.BACKOFF:
-            proc, timer = _timer(replace(proc, state=State.STARTING, started_at=now),
-                                 proc.start_timeout)
+            # reason="": the previous exit's reason must not be reported for the next exit
+            proc, timer = _timer(
+                replace(proc, state=State.STARTING, started_at=now, reason=""),
+                proc.start_timeout,
+            )
             return proc, [Spawn(), timer]
         if state == State.STARTING:
             return replace(proc, reason=f"not ready within {proc.start_timeout:g} s"), [
@@ -176,17 +189,34 @@ def step(proc: Proc, event: Event, now: float) -> tuple[Proc, list[Action]]:
         return exited, []
     reason = describe_exit(event.status)
     if event.status == EXIT_CONFIG:
-        return replace(exited, state=State.FATAL, reason=f"cannot start: {reason} "
-                       "(configuration problem, not restarted)", timer=proc.timer + 1), []
-    recent = tuple(t for t in proc.recent_exits if now - t < CRASH_LOOP_WINDOW) + (now,)
+        return replace(
+            exited,
+            state=State.FATAL,
+            reason=f"cannot start: {reason} (configuration problem, not restarted)",
+            timer=proc.timer + 1,
+        ), []
+    recent = (*(t for t in proc.recent_exits if now - t < CRASH_LOOP_WINDOW), now)
     if len(recent) >= CRASH_LOOP_EXITS:
-        return replace(exited, state=State.FATAL, recent_exits=recent, timer=proc.timer + 1,
-                       reason=f"crash loop: {len(recent)} exits within "
-                       f"{CRASH_LOOP_WINDOW:g} s, last {reason}"), []
-    delay = BACKOFF_FIRST if len(recent) == 1 else min(
-        BACKOFF_CAP, BACKOFF_BASE * 2 ** (len(recent) - 2)
+        return replace(
+            exited,
+            state=State.FATAL,
+            recent_exits=recent,
+            timer=proc.timer + 1,
+            reason=f"crash loop: {len(recent)} exits within {CRASH_LOOP_WINDOW:g} s, last {reason}",
+        ), []
+    delay = (
+        BACKOFF_FIRST
+        if len(recent) == 1
+        else min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (len(recent) - 2))
     )
-    proc, timer = _timer(replace(exited, state=State.BACKOFF, recent_exits=recent,
-                                 restarts=proc.restarts + 1,
-                                 reason=(proc.reason or reason)), delay)
+    proc, timer = _timer(
+        replace(
+            exited,
+            state=State.BACKOFF,
+            recent_exits=recent,
+            restarts=proc.restarts + 1,
+            reason=(proc.reason or reason),
+        ),
+        delay,
+    )
     return proc, [timer]

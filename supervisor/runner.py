@@ -43,6 +43,20 @@ def read_pid(run_dir: str) -> int | None:
         return None
 
 
+def holds_pid_file(run_dir: str) -> bool:
+    """True while a supervisor holds the pid file's lock (a zombie does not)."""
+    try:
+        handle = open(pid_path(run_dir))  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
 def claim_pid_file(run_dir: str) -> IO[str]:
     """Hold an exclusive lock on the pid file for the supervisor's lifetime."""
     os.makedirs(run_dir, mode=0o700, exist_ok=True)
@@ -95,8 +109,13 @@ async def supervise(config: Config) -> None:
         check_port_free(config.listeners.grpc, "gRPC")
         http = await bind_http(config.listeners.http)
         arbiter = Arbiter(config, run_dir)
-        log.info("layotto starting: config %s, gRPC %s, HTTP %s, run dir %s",
-                 config.source, config.listeners.grpc, config.listeners.http, run_dir)
+        log.info(
+            "layotto starting: config %s, gRPC %s, HTTP %s, run dir %s",
+            config.source,
+            config.listeners.grpc,
+            config.listeners.http,
+            run_dir,
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(serve_control, arbiter, socket_path(run_dir))
             nursery.start_soon(_serve_http_until_stop, arbiter, http)

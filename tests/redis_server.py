@@ -48,9 +48,25 @@ def _spawn(port: int, directory: str) -> subprocess.Popen[bytes]:
     if binary is None:
         raise RuntimeError("redis-server is not installed (.ci/run installs Debian's package)")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", directory, "--daemonize", "no", "--loglevel", "notice"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            directory,
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "notice",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 15

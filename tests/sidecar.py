@@ -32,11 +32,13 @@ class Sidecar:
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.env = dict(os.environ)
-        self.env.update({
-            "LAYOTTO_GRPC_PORT": str(self.grpc_port),
-            "LAYOTTO_HTTP_PORT": str(self.http_port),
-            "PYTHONUNBUFFERED": "1",
-        })
+        self.env.update(
+            {
+                "LAYOTTO_GRPC_PORT": str(self.grpc_port),
+                "LAYOTTO_HTTP_PORT": str(self.http_port),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self.env.update(env or {})
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -47,23 +49,39 @@ class Sidecar:
         return f"127.0.0.1:{self.grpc_port}"
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([LAYOTTO, *args, "-c", self.config], env=self.env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [LAYOTTO, *args, "-c", self.config],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
-    def start(self, timeout: float = 30) -> None:
+    def launch(self) -> None:
+        """Start `layotto start` without waiting for readiness."""
         self.process = subprocess.Popen(
-            [LAYOTTO, "start", "-c", self.config], env=self.env, stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, text=True,
+            [LAYOTTO, "start", "-c", self.config],
+            env=self.env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
+
+    def start(self, timeout: float = 30) -> None:
+        self.launch()
         self.wait_for_log(r"layotto ready in", timeout)
 
     def _read(self) -> None:
         assert self.process is not None and self.process.stderr is not None
-        for line in self.process.stderr:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
+        try:
+            for line in self.process.stderr:
+                with self._changed:
+                    self.lines.append(line.rstrip("\n"))
+                    self._changed.notify_all()
+        except (ValueError, OSError):
+            pass  # the pipe was closed by kill() while children still held it
         with self._changed:
             self._changed.notify_all()
 
@@ -94,8 +112,12 @@ class Sidecar:
 
     def children(self) -> list[int]:
         assert self.process is not None
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         return [int(p) for p in out.split()]
 
     def stop(self, timeout: float = 30) -> int:
@@ -105,14 +127,20 @@ class Sidecar:
         return self.process.wait(timeout=timeout)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        """SIGKILL the supervisor if it still runs, and release the log pipe."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 @contextmanager
-def running_sidecar(config: str | Path, env: dict[str, str] | None = None,
-                    timeout: float = 30) -> Iterator[Sidecar]:
+def running_sidecar(
+    config: str | Path, env: dict[str, str] | None = None, timeout: float = 30
+) -> Iterator[Sidecar]:
     sidecar = Sidecar(config, env)
     try:
         sidecar.start(timeout)
@@ -122,5 +150,3 @@ def running_sidecar(config: str | Path, env: dict[str, str] | None = None,
             sidecar.stop()
         finally:
             sidecar.kill()
-            if sidecar.process is not None and sidecar.process.stderr is not None:
-                sidecar.process.stderr.close()

@@ -18,9 +18,15 @@ def test_empty_app_id_means_no_prefix() -> None:
     assert lock_rules(None, "store", "").stored("r") == "lock|||r"
 
 
-@pytest.mark.parametrize(("rule", "expected"), [
-    ("appid", "app||k"), ("name", "store||k"), ("none", "k"), ("custom", "custom||k"),
-])
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("appid", "app||k"),
+        ("name", "store||k"),
+        ("none", "k"),
+        ("custom", "custom||k"),
+    ],
+)
 def test_prefix_rules(rule: str, expected: str) -> None:
     assert state_rules(rule, "store", "app").stored("k") == expected
     assert lock_rules(rule, "store", "app").stored("k") == "lock|||" + expected
@@ -28,8 +34,11 @@ def test_prefix_rules(rule: str, expected: str) -> None:
 
 
 def test_separator_rejected_in_key() -> None:
-    for rules in (state_rules(None, "s", "a"), state_rules("none", "s", "a"),
-                  lock_rules(None, "s", "a")):
+    for rules in (
+        state_rules(None, "s", "a"),
+        state_rules("none", "s", "a"),
+        lock_rules(None, "s", "a"),
+    ):
         with pytest.raises(InvalidRequestError):
             rules.stored("a||b")
 
@@ -43,8 +52,11 @@ def test_separator_rejected_in_prefix() -> None:
 
 @pytest.mark.parametrize("rule", ["appid", "name", "none", "custom"])
 def test_user_strips_prefix(rule: str) -> None:
-    for rules in (state_rules(rule, "store", "app"), lock_rules(rule, "store", "app"),
-                  sequencer_rules(rule, "store", "app")):
+    for rules in (
+        state_rules(rule, "store", "app"),
+        lock_rules(rule, "store", "app"),
+        sequencer_rules(rule, "store", "app"),
+    ):
         assert rules.user(rules.stored("key")) == "key"
 
 

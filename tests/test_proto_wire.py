@@ -22,6 +22,7 @@ from google.protobuf.descriptor import (
     ServiceDescriptor,
 )
 from google.protobuf.descriptor_pb2 import FileDescriptorProto
+
 from layotto.proto import (
     appcallback_pb2,
     appcallback_pb2_grpc,

@@ -109,8 +109,12 @@ class StateBlock(Block):
     def _set_request(self, item: pb.StateItem) -> SetRequest:
         concurrency, consistency = _options(item)
         return SetRequest(
-            self.rules.stored(item.key), item.value, _etag(item), dict(item.metadata),
-            concurrency, consistency,
+            self.rules.stored(item.key),
+            item.value,
+            _etag(item),
+            dict(item.metadata),
+            concurrency,
+            consistency,
         )
 
     def _delete_request(self, item: pb.StateItem | pb.DeleteStateRequest) -> DeleteRequest:
@@ -134,7 +138,10 @@ class StateBlock(Block):
         answer = pb.GetBulkStateResponse()
         for user_key, item in zip(request.keys, items, strict=True):
             answer.items.add(
-                key=user_key, data=item.data or b"", etag=item.etag or "", error=item.error,
+                key=user_key,
+                data=item.data or b"",
+                etag=item.etag or "",
+                error=item.error,
                 metadata=dict(item.metadata),
             )
         return answer.SerializeToString()
@@ -185,7 +192,9 @@ class LockBlock(Block):
         super().__init__()
         self.component = store
         self.rules = keys.lock_rules(spec.metadata.get("keyPrefix"), spec.name, spec.app_id)
-        self.methods.update(TryLock=self.try_lock, Unlock=self.unlock, LockKeepAlive=self.keep_alive)
+        self.methods.update(
+            TryLock=self.try_lock, Unlock=self.unlock, LockKeepAlive=self.keep_alive
+        )
 
     def try_lock(self, payload: bytes) -> bytes:
         request = pb.TryLockRequest.FromString(payload)

@@ -65,8 +65,13 @@ def watch_health(block: Block, link: child.ControlLink, stop: threading.Event) -
 
 def run(spec: dict[str, Any], link: child.ControlLink) -> int:
     component = ComponentSpec(
-        kind=spec["kind"], name=spec["name"], type=spec["type"], metadata=spec["metadata"],
-        app_id=spec["app_id"], hello=spec.get("hello"), bigger_than=spec.get("bigger_than"),
+        kind=spec["kind"],
+        name=spec["name"],
+        type=spec["type"],
+        metadata=spec["metadata"],
+        app_id=spec["app_id"],
+        hello=spec.get("hello"),
+        bigger_than=spec.get("bigger_than"),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -82,8 +87,9 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
         target=watch_health, args=(block, link, stop), name="health", daemon=True
     ).start()
     link.send({"event": "ready", "pid": os.getpid()})
-    log.info("serving %s %s (%s) at %s", component.kind, component.name, component.type,
-             spec["address"])
+    log.info(
+        "serving %s %s (%s) at %s", component.kind, component.name, component.type, spec["address"]
+    )
     try:
         while not stop.is_set():
             frame = sock.receive()

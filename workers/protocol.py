@@ -83,6 +83,8 @@ def decode_reply(frame: bytes) -> Reply:
     version, code, request_id = _REPLY.unpack_from(frame)
     if version != VERSION:
         raise ProtocolError(f"unknown reply frame version {version}")
+    if code not in Code._value2member_map_:
+        raise ProtocolError(f"unknown reply frame status code {code}")
     return Reply(Code(code), request_id, frame[_REPLY.size :])
 
 

@@ -28,8 +28,9 @@ def parse_step(metadata: Mapping[str, str], component: str) -> int:
     except ValueError:
         step = 0
     if step < 1:
-        raise InvalidRequestError(f"component {component!r}: metadata segmentStep must be "
-                                  f"an integer ≥ 1, got {raw!r}")
+        raise InvalidRequestError(
+            f"component {component!r}: metadata segmentStep must be an integer ≥ 1, got {raw!r}"
+        )
     return step
 
 

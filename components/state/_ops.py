@@ -65,7 +65,8 @@ def parse_ttl(metadata: Mapping[str, str], default: int | None, where: str) -> i
         return default
     if not _INTEGER.fullmatch(raw.strip()) or not -1 <= int(raw) <= _MAX_TTL:
         raise InvalidRequestError(
-            f"{where} {TTL_KEY} must be an integer from -1 to {_MAX_TTL}, got {raw!r}")
+            f"{where} {TTL_KEY} must be an integer from -1 to {_MAX_TTL}, got {raw!r}"
+        )
     return int(raw) if int(raw) > 0 else None
 
 
@@ -114,10 +115,14 @@ class OpStore:
         etag = parse_etag(request.etag)
         if isinstance(request, DeleteRequest):
             return Op(request.key, upsert=False, etag=etag)
-        return Op(request.key, upsert=True, etag=etag,
-                  first_write=request.concurrency is Concurrency.FIRST_WRITE,
-                  data=bytes(request.value),
-                  ttl=parse_ttl(request.metadata, self._default_ttl, "request metadata"))
+        return Op(
+            request.key,
+            upsert=True,
+            etag=etag,
+            first_write=request.concurrency is Concurrency.FIRST_WRITE,
+            data=bytes(request.value),
+            ttl=parse_ttl(request.metadata, self._default_ttl, "request metadata"),
+        )
 
     def _all_or_nothing(self, ops: list[Op]) -> None:
         if not ops:

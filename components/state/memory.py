@@ -58,8 +58,11 @@ class MemoryStateStore(OpStore):
     def _sweep(self, now: float) -> None:
         """Drop expired keys nobody reads again, so the dict cannot grow forever."""
         if len(self._items) >= self._sweep_at:
-            self._items = {key: entry for key, entry in self._items.items()
-                           if entry.deadline is None or entry.deadline > now}
+            self._items = {
+                key: entry
+                for key, entry in self._items.items()
+                if entry.deadline is None or entry.deadline > now
+            }
             self._sweep_at = max(_MIN_SWEEP, 2 * len(self._items))
 
     def _apply(self, op: Op, now: float) -> None:
@@ -109,9 +112,12 @@ class MemoryStateStore(OpStore):
         with self._mutex:
             now = time.monotonic()
             entries = [self._live(key, now) for key in keys]
-        return [BulkGetItem(key, None, None) if entry is None
-                else BulkGetItem(key, entry.data, str(entry.version), metadata=entry.metadata())
-                for key, entry in zip(keys, entries, strict=True)]
+        return [
+            BulkGetItem(key, None, None)
+            if entry is None
+            else BulkGetItem(key, entry.data, str(entry.version), metadata=entry.metadata())
+            for key, entry in zip(keys, entries, strict=True)
+        ]
 
     def ping(self) -> None:
         pass

@@ -38,11 +38,13 @@ _FALSE = {"0", "f", "false"}
 
 def _bad(component: str, key: str, expected: str, value: str) -> InvalidRequestError:
     return InvalidRequestError(
-        f"component {component!r}: metadata {key} must be {expected}, got {value!r}")
+        f"component {component!r}: metadata {key} must be {expected}, got {value!r}"
+    )
 
 
-def _int(metadata: Mapping[str, str], key: str, default: int, component: str,
-         minimum: int = 0) -> int:
+def _int(
+    metadata: Mapping[str, str], key: str, default: int, component: str, minimum: int = 0
+) -> int:
     raw = metadata.get(key)
     if raw is None:
         return default
@@ -115,11 +117,13 @@ class RedisStateStore(OpStore):
     def run(self, ops: Sequence[Op], atomic: bool) -> list[Outcome]:
         args: list[bytes | str] = ["1" if atomic else "0"]
         for op in ops:
-            args += ["u" if op.upsert else "d",
-                     "" if op.etag is None else str(op.etag),
-                     "1" if op.first_write else "0",
-                     op.data,
-                     str(op.ttl * 1000) if op.ttl else "0"]
+            args += [
+                "u" if op.upsert else "d",
+                "" if op.etag is None else str(op.etag),
+                "1" if op.first_write else "0",
+                op.data,
+                str(op.ttl * 1000) if op.ttl else "0",
+            ]
         with self._translated():
             codes: list[int] = self._write(keys=[op.key for op in ops], args=args)
         return [Outcome(code) for code in codes]
@@ -133,7 +137,7 @@ class RedisStateStore(OpStore):
         now = time.time()
         answers: list[_Read] = []
         for at in range(0, len(flat), 3):
-            data, version, pttl = flat[at:at + 3]
+            data, version, pttl = flat[at : at + 3]
             if data is None:
                 answers.append((None, None, {}))
                 continue
@@ -146,8 +150,10 @@ class RedisStateStore(OpStore):
         return GetResponse(data, etag, metadata)
 
     def bulk_get(self, keys: Sequence[str]) -> list[BulkGetItem]:
-        return [BulkGetItem(key, data, etag, metadata=metadata)
-                for key, (data, etag, metadata) in zip(keys, self._read_many(keys), strict=True)]
+        return [
+            BulkGetItem(key, data, etag, metadata=metadata)
+            for key, (data, etag, metadata) in zip(keys, self._read_many(keys), strict=True)
+        ]
 
     def ping(self) -> None:
         with self._translated():

@@ -111,12 +111,15 @@ def test_race_has_one_winner(store: LockStore) -> None:
 @pytest.mark.redis
 def test_redis_unreachable_is_backend_unavailable() -> None:
     address = f"127.0.0.1:{free_port()}"
-    metadata = {"redisHost": address, "dialTimeout": "200", "readTimeout": "200",
-                "maxRetries": "0"}
+    metadata = {"redisHost": address, "dialTimeout": "200", "readTimeout": "200", "maxRetries": "0"}
     lock: LockStore = build("lock", "redis", "lockstore", metadata, "app")
     try:
-        for call in (lock.ping, lambda: lock.try_lock("r", "o", 5),
-                     lambda: lock.unlock("r", "o"), lambda: lock.keep_alive("r", "o", 5)):
+        for call in (
+            lock.ping,
+            lambda: lock.try_lock("r", "o", 5),
+            lambda: lock.unlock("r", "o"),
+            lambda: lock.keep_alive("r", "o", 5),
+        ):
             with pytest.raises(BackendUnavailableError, match=address):
                 call()
     finally:
@@ -124,9 +127,18 @@ def test_redis_unreachable_is_backend_unavailable() -> None:
 
 
 def test_redis_metadata_parsed() -> None:
-    client = _redis.connect({"redisHost": "db.example:6380", "redisDB": "2", "redisUsername": "u",
-                             "redisPassword": "p", "maxRetries": "5", "dialTimeout": "250",
-                             "readTimeout": "750"}, "store")
+    client = _redis.connect(
+        {
+            "redisHost": "db.example:6380",
+            "redisDB": "2",
+            "redisUsername": "u",
+            "redisPassword": "p",
+            "maxRetries": "5",
+            "dialTimeout": "250",
+            "readTimeout": "750",
+        },
+        "store",
+    )
     try:
         kwargs = client.connection_pool.connection_kwargs
         assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("db.example", 6380, 2)
@@ -137,11 +149,22 @@ def test_redis_metadata_parsed() -> None:
         client.close()
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("redisHost", ""), ("redisHost", "localhost"), ("redisHost", "h:port"), ("redisHost", "h:0"),
-    ("redisDB", "one"), ("redisDB", "-1"), ("enableTLS", "maybe"), ("maxRetries", "-1"),
-    ("maxRetryBackoff", "1.5"), ("dialTimeout", "0"), ("readTimeout", "x"),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("redisHost", ""),
+        ("redisHost", "localhost"),
+        ("redisHost", "h:port"),
+        ("redisHost", "h:0"),
+        ("redisDB", "one"),
+        ("redisDB", "-1"),
+        ("enableTLS", "maybe"),
+        ("maxRetries", "-1"),
+        ("maxRetryBackoff", "1.5"),
+        ("dialTimeout", "0"),
+        ("readTimeout", "x"),
+    ],
+)
 def test_redis_bad_metadata_names_key_and_component(key: str, value: str) -> None:
     metadata = {"redisHost": "127.0.0.1:6380", key: value}
     with pytest.raises(InvalidRequestError, match=f"'mystore'.*{key}"):

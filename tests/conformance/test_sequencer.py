@@ -142,12 +142,15 @@ def test_bad_segment_step(open_store: Opener, value: str) -> None:
 @pytest.mark.redis
 def test_redis_unreachable_is_backend_unavailable() -> None:
     address = f"127.0.0.1:{free_port()}"
-    metadata = {"redisHost": address, "dialTimeout": "200", "readTimeout": "200",
-                "maxRetries": "0"}
+    metadata = {"redisHost": address, "dialTimeout": "200", "readTimeout": "200", "maxRetries": "0"}
     store: SequencerStore = build("sequencer", "redis", "seq", metadata, "app")
     try:
-        for call in (store.ping, lambda: store.next_id("k"), lambda: store.next_segment("k", 5),
-                     lambda: store.ensure_bigger_than({"k": 5})):
+        for call in (
+            store.ping,
+            lambda: store.next_id("k"),
+            lambda: store.next_segment("k", 5),
+            lambda: store.ensure_bigger_than({"k": 5}),
+        ):
             with pytest.raises(BackendUnavailableError, match=address):
                 call()
         with pytest.raises(BackendUnavailableError):

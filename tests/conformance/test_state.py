@@ -75,8 +75,9 @@ def store(backend: Callable[..., StateStore]) -> StateStore:
     return backend()
 
 
-def upsert(key: str, value: bytes = b"v", etag: str | None = None,
-           **metadata: str) -> TransactionOp:
+def upsert(
+    key: str, value: bytes = b"v", etag: str | None = None, **metadata: str
+) -> TransactionOp:
     return TransactionOp(SetRequest(key, value, etag, metadata))
 
 
@@ -159,8 +160,12 @@ def test_transaction_groups(store: StateStore) -> None:
     assert [i.data for i in store.bulk_get(["t1", "t2", "t3"])] == [b"1", b"2", b"3"]
     store.transact([delete("t1"), delete("t2"), upsert("t4", b"4"), upsert("t3", b"33")])
     items = store.bulk_get(["t1", "t2", "t3", "t4"])
-    assert [(i.data, i.etag) for i in items] == [(None, None), (None, None), (b"33", "2"),
-                                                 (b"4", "1")]
+    assert [(i.data, i.etag) for i in items] == [
+        (None, None),
+        (None, None),
+        (b"33", "2"),
+        (b"4", "1"),
+    ]
     store.transact([])
 
 
@@ -187,11 +192,16 @@ def test_transaction_checks_etags_against_the_evolving_state(store: StateStore) 
 def test_transaction_mismatch_in_last_op_applies_nothing(store: StateStore) -> None:
     store.bulk_set([SetRequest("a", b"a1"), SetRequest("gone", b"g1"), SetRequest("z", b"z1")])
     with pytest.raises(ETagMismatchError, match="'z'"):
-        store.transact([upsert("a", b"a2"), delete("gone"), upsert("new", b"n"),
-                        upsert("z", b"z2", etag="7")])
+        store.transact(
+            [upsert("a", b"a2"), delete("gone"), upsert("new", b"n"), upsert("z", b"z2", etag="7")]
+        )
     items = store.bulk_get(["a", "gone", "new", "z"])
-    assert [(i.data, i.etag) for i in items] == [(b"a1", "1"), (b"g1", "1"), (None, None),
-                                                 (b"z1", "1")]
+    assert [(i.data, i.etag) for i in items] == [
+        (b"a1", "1"),
+        (b"g1", "1"),
+        (None, None),
+        (b"z1", "1"),
+    ]
 
 
 def test_transaction_with_invalid_etag_or_ttl_applies_nothing(store: StateStore) -> None:
@@ -269,10 +279,17 @@ def test_bulk_set_with_one_bad_etag_is_partial(store: StateStore) -> None:
 
 def test_bulk_set_reports_invalid_etag_and_ttl_per_key(store: StateStore) -> None:
     with pytest.raises(BulkError) as caught:
-        store.bulk_set([SetRequest("a", b"1", etag="x"), SetRequest("b", b"1"),
-                        SetRequest("c", b"1", metadata={"ttlInSeconds": "foo"})])
+        store.bulk_set(
+            [
+                SetRequest("a", b"1", etag="x"),
+                SetRequest("b", b"1"),
+                SetRequest("c", b"1", metadata={"ttlInSeconds": "foo"}),
+            ]
+        )
     assert [(e.key, type(e.cause)) for e in caught.value.errors] == [
-        ("a", ETagInvalidError), ("c", InvalidRequestError)]
+        ("a", ETagInvalidError),
+        ("c", InvalidRequestError),
+    ]
     assert [i.data for i in store.bulk_get(["a", "b", "c"])] == [None, b"1", None]
 
 
@@ -310,8 +327,9 @@ def test_bulk_set_of_one_key_twice_sees_its_own_writes(store: StateStore) -> Non
 
 def test_first_write_without_etag(store: StateStore) -> None:
     store.delete(DeleteRequest("fw"))
-    request = SetRequest("fw", b"1", concurrency=Concurrency.FIRST_WRITE,
-                         consistency=Consistency.STRONG)
+    request = SetRequest(
+        "fw", b"1", concurrency=Concurrency.FIRST_WRITE, consistency=Consistency.STRONG
+    )
     store.set(request)
     with pytest.raises(ETagMismatchError):
         store.set(request)
@@ -343,8 +361,9 @@ def test_bad_ttl_is_rejected(store: StateStore, bad: str) -> None:
 def test_ttl_expires_and_minus_one_or_absent_removes_it(store: StateStore) -> None:
     # Give "kept" and "plain" a 1 s TTL before "expiring", so once "expiring" has
     # expired their old TTLs would have too: they are the witnesses of its removal.
-    store.bulk_set([SetRequest(k, b"old", metadata={"ttlInSeconds": "1"})
-                    for k in ("kept", "plain")])
+    store.bulk_set(
+        [SetRequest(k, b"old", metadata={"ttlInSeconds": "1"}) for k in ("kept", "plain")]
+    )
     store.set(SetRequest("expiring", b"1", metadata={"ttlInSeconds": "1"}))
     store.set(SetRequest("kept", b"new", metadata={"ttlInSeconds": "-1"}))
     store.set(SetRequest("plain", b"new"))
@@ -443,9 +462,12 @@ def test_concurrent_transactions_are_atomic(store: StateStore) -> None:
                 left, right = store.bulk_get(["left", "right"])
                 assert left.data is not None and right.data is not None
                 try:
-                    store.transact([upsert("left", str(int(left.data) - 1).encode(), left.etag),
-                                    upsert("right", str(int(right.data) + 1).encode(),
-                                           right.etag)])
+                    store.transact(
+                        [
+                            upsert("left", str(int(left.data) - 1).encode(), left.etag),
+                            upsert("right", str(int(right.data) + 1).encode(), right.etag),
+                        ]
+                    )
                     break
                 except ETagMismatchError:
                     continue
@@ -482,8 +504,10 @@ def test_redis_layout_is_a_dapr_hash(redis_addr: str) -> None:
 @pytest.mark.redis
 def test_redis_unreachable_is_backend_unavailable() -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
-    store = make("redis", {"redisHost": address, "maxRetries": "0", "dialTimeout": "200",
-                           "readTimeout": "200"})
+    store = make(
+        "redis",
+        {"redisHost": address, "maxRetries": "0", "dialTimeout": "200", "readTimeout": "200"},
+    )
     started = time.monotonic()
     try:
         for call in (store.ping, lambda: store.get("k"), lambda: store.set(SetRequest("k", b""))):
@@ -494,18 +518,21 @@ def test_redis_unreachable_is_backend_unavailable() -> None:
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize(("metadata", "named"), [
-    ({}, "redisHost"),
-    ({"redisHost": "localhost"}, "redisHost"),
-    ({"redisHost": "localhost:http"}, "redisHost"),
-    ({"redisDB": "one"}, "redisDB"),
-    ({"maxRetries": "-1"}, "maxRetries"),
-    ({"maxRetryBackoff": "2s"}, "maxRetryBackoff"),
-    ({"dialTimeout": "0"}, "dialTimeout"),
-    ({"readTimeout": "x"}, "readTimeout"),
-    ({"enableTLS": "yes"}, "enableTLS"),
-    ({"ttlInSeconds": "foo"}, "ttlInSeconds"),
-])
+@pytest.mark.parametrize(
+    ("metadata", "named"),
+    [
+        ({}, "redisHost"),
+        ({"redisHost": "localhost"}, "redisHost"),
+        ({"redisHost": "localhost:http"}, "redisHost"),
+        ({"redisDB": "one"}, "redisDB"),
+        ({"maxRetries": "-1"}, "maxRetries"),
+        ({"maxRetryBackoff": "2s"}, "maxRetryBackoff"),
+        ({"dialTimeout": "0"}, "dialTimeout"),
+        ({"readTimeout": "x"}, "readTimeout"),
+        ({"enableTLS": "yes"}, "enableTLS"),
+        ({"ttlInSeconds": "foo"}, "ttlInSeconds"),
+    ],
+)
 def test_redis_bad_metadata(metadata: dict[str, str], named: str) -> None:
     full = {"redisHost": "127.0.0.1:1", **metadata} if metadata else {}
     with pytest.raises(InvalidRequestError, match=named):
@@ -514,8 +541,17 @@ def test_redis_bad_metadata(metadata: dict[str, str], named: str) -> None:
 
 @pytest.mark.redis
 def test_redis_connection_metadata(redis_addr: str) -> None:
-    store = make("redis", {"redisHost": redis_addr, "redisDB": "3", "enableTLS": "false",
-                           "maxRetries": "1", "maxRetryBackoff": "100", "redisPassword": ""})
+    store = make(
+        "redis",
+        {
+            "redisHost": redis_addr,
+            "redisDB": "3",
+            "enableTLS": "false",
+            "maxRetries": "1",
+            "maxRetryBackoff": "100",
+            "redisPassword": "",
+        },
+    )
     host, port = redis_addr.rsplit(":", 1)
     client = redis.Redis(host=host, port=int(port), db=3)
     try:
