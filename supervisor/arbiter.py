@@ -233,7 +233,7 @@ class Arbiter:
         )
 
     async def _watch_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 await self._send.send(("signal", signum))
 
@@ -247,6 +247,11 @@ class Arbiter:
         elif kind == "message":
             self._on_message(self.children[event[1]], event[2])
         elif kind == "signal":
+            if event[1] == signal.SIGHUP:
+                # Caught so it cannot kill the supervisor; the hot upgrade it
+                # will trigger is not built yet.
+                log.warning("received SIGHUP: hot upgrade is not implemented yet; ignored")
+                return
             log.info("received %s: stopping", signal.Signals(event[1]).name)
             self.begin_stop()
         elif kind == "command":

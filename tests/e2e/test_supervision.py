@@ -250,3 +250,13 @@ def test_redis_down_gives_unavailable_and_not_ready() -> None:
             stub.GetState(pb.GetStateRequest(store_name="state_demo", key="k"), timeout=20)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert dead in (caught.value.details() or "")
+
+
+def test_sighup_does_not_kill_the_sidecar() -> None:
+    with running_sidecar(STANDALONE) as sidecar:
+        assert sidecar.process is not None
+        mark = sidecar.mark()
+        sidecar.process.send_signal(signal.SIGHUP)
+        sidecar.wait_for_log(r"received SIGHUP", after=mark)
+        assert hello(sidecar) == "greeting, x"
+        assert sidecar.process.poll() is None
