@@ -21,20 +21,64 @@ from collections.abc import Sequence
 
 import pynng
 
-from layotto.workers.protocol import ProtocolError, decode_reply, encode_request
+from layotto.workers.protocol import (
+    ProtocolError,
+    decode_batch,
+    decode_reply,
+    encode_batch,
+    encode_request,
+)
 from layotto.workers.status import CallError, Code
 
 _NNG_RECV_TIMEOUT = b"recv-timeout"
 _NNG_SEND_TIMEOUT = b"send-timeout"
 
 
+class WorkerGoneError(Exception):
+    """The worker's pipe closed while it held the request."""
+
+
+class ReplyTimeoutError(Exception):
+    """No reply before the deadline."""
+
+
+class _Pending:
+    """One call waiting in a slot: either answered, or handed a batch to send."""
+
+    __slots__ = ("batch", "deadline", "done", "error", "frame", "reply")
+
+    def __init__(self, frame: bytes, deadline: float) -> None:
+        self.frame = frame
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.reply: bytes | None = None
+        self.error: Exception | None = None
+        self.batch: list[_Pending] | None = None
+
+
 class _Slot:
+    """One worker replica: its REQ socket and the calls queued for it.
+
+    Calls are batched leader/follower style. A call that finds fewer than
+    MAX_IN_FLIGHT exchanges under way sends at once on its own thread (so a
+    lone caller pays nothing extra); otherwise it queues, and whoever
+    finishes an exchange hands the whole queue, as one batch, to the first
+    queued caller, which sends it. Under load one nng round trip, with its
+    thread wake-ups, then serves many calls.
+    """
+
+    MAX_IN_FLIGHT = 2
+    MAX_BATCH = 64
+
     def __init__(self, address: str, changed: threading.Condition) -> None:
         self.address = address
         self.requests = 0
         self._changed = changed
         self._pipes = 0
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._in_flight = 0
         self.socket = pynng.Req0(resend_time=-1)
         self.socket.add_post_pipe_connect_cb(self._connected)
         self.socket.add_post_pipe_remove_cb(self._removed)
@@ -54,22 +98,82 @@ class _Slot:
             self._pipes = max(0, self._pipes - 1)
             self._changed.notify_all()
 
-    def context(self) -> pynng.Context:
-        """One REQ context per gRPC handler thread: contexts keep requests apart."""
+    def _context(self) -> pynng.Context:
+        """One REQ context per thread: contexts keep concurrent exchanges apart."""
         ctx = getattr(self._local, "ctx", None)
         if ctx is None:
             ctx = self._local.ctx = self.socket.new_context()
         return ctx
 
-    def exchange(self, frame: bytes, timeout: float) -> bytes:
-        ctx = self.context()
-        ms = max(1, int(timeout * 1000))
+    def exchange(self, frame: bytes, deadline: float) -> bytes:
+        """Send one request frame and return its reply frame.
+
+        Raises WorkerGoneError or ReplyTimeoutError."""
+        pending = _Pending(frame, deadline)
+        with self._lock:
+            self.requests += 1
+            lead = self._in_flight < self.MAX_IN_FLIGHT
+            if lead:
+                self._in_flight += 1
+                pending.batch = [pending]
+            else:
+                self._queue.append(pending)
+        if not lead and not pending.done.wait(max(0.0, deadline - time.monotonic())):
+            with self._lock:
+                if pending in self._queue:  # never sent: safe to give up
+                    self._queue.remove(pending)
+                    raise ReplyTimeoutError
+            if pending.batch is None:
+                pending.done.wait()  # already sent in a batch: its leader answers
+        if pending.batch is not None:
+            self._send_batch(pending.batch)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.reply is not None
+        return pending.reply
+
+    def _send_batch(self, batch: list[_Pending]) -> None:
+        """Exchange the batch with the worker, answer everyone, pass the lead on."""
+        try:
+            replies = self._round_trip(batch)
+        except Exception as exc:  # every caller of the batch gets the same error
+            for member in batch:
+                member.error = exc
+        else:
+            for member, reply in zip(batch, replies, strict=True):
+                member.reply = reply
+        with self._lock:
+            following = self._queue[: self.MAX_BATCH]
+            del self._queue[: self.MAX_BATCH]
+            if following:
+                following[0].batch = following
+            else:
+                self._in_flight -= 1
+        for member in batch:
+            member.batch = None
+            member.done.set()
+        if following:
+            following[0].done.set()
+
+    def _round_trip(self, batch: list[_Pending]) -> list[bytes]:
+        ctx = self._context()
+        ms = max(1, int((max(p.deadline for p in batch) - time.monotonic()) * 1000))
         pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_SEND_TIMEOUT, ms)
         pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_RECV_TIMEOUT, ms)
-        self.requests += 1
-        ctx.send(frame)
-        reply: bytes = ctx.recv()
-        return reply
+        frame = batch[0].frame if len(batch) == 1 else encode_batch([p.frame for p in batch])
+        try:
+            ctx.send(frame)
+            reply: bytes = ctx.recv()
+        except pynng.Timeout:
+            raise ReplyTimeoutError from None
+        except (pynng.ConnectionReset, pynng.Closed):
+            raise WorkerGoneError from None
+        if len(batch) == 1:
+            return [reply]
+        replies = decode_batch(reply)
+        if len(replies) != len(batch):
+            raise ProtocolError(f"batch of {len(batch)} answered with {len(replies)} replies")
+        return replies
 
     def close(self) -> None:
         self.socket.close()
@@ -129,13 +233,13 @@ class WorkerPool:
             request_id = next(self._ids)
             frame = encode_request(method, request_id, deadline, payload)
             try:
-                reply = decode_reply(slot.exchange(frame, deadline - time.monotonic()))
-            except pynng.Timeout:
+                reply = decode_reply(slot.exchange(frame, deadline))
+            except ReplyTimeoutError:
                 raise CallError(
                     Code.DEADLINE_EXCEEDED,
                     f"component {self.component!r} did not answer {method} before the deadline",
                 ) from None
-            except (pynng.ConnectionReset, pynng.Closed):
+            except WorkerGoneError:
                 if attempt + 1 < attempts:
                     continue  # nothing can have changed: ask another replica
                 raise CallError(

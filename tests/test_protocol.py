@@ -138,3 +138,22 @@ def test_worker_address() -> None:
     assert worker_address("/tmp/x/", "lock", 3) == "ipc:///tmp/x/w-lock-3.ipc"
     addresses = {worker_address("/r", c, s) for c in ("a", "b") for s in (0, 1)}
     assert len(addresses) == 4
+
+
+def test_batch_round_trip_keeps_frames_and_order() -> None:
+    from layotto.workers.protocol import decode_batch, encode_batch, is_batch
+
+    frames = [b"", b"a", b"\xba" * 3, bytes(range(256))]
+    batch = encode_batch(frames)
+    assert is_batch(batch)
+    assert decode_batch(batch) == frames
+    assert not is_batch(encode_request("GetState", 1, 0.0, b"x"))
+
+
+@pytest.mark.parametrize("cut", [1, 5, 7, -1])
+def test_truncated_batch_is_a_protocol_error(cut: int) -> None:
+    from layotto.workers.protocol import decode_batch, encode_batch
+
+    batch = encode_batch([b"abc", b"defg"])
+    with pytest.raises(ProtocolError):
+        decode_batch(batch[:cut])

@@ -17,8 +17,11 @@ from layotto.workers.nng_server import ReplySocket
 from layotto.workers.protocol import (
     EXIT_CONFIG,
     ProtocolError,
+    decode_batch,
     decode_request,
+    encode_batch,
     encode_reply,
+    is_batch,
 )
 from layotto.workers.status import Code, code_of
 
@@ -47,6 +50,17 @@ def serve_one(block: Block, frame: bytes) -> bytes:
             log.exception("%s failed", request.method)
         return encode_reply(code, request.request_id, str(exc).encode())
     return encode_reply(Code.OK, request.request_id, payload)
+
+
+def serve_frame(block: Block, frame: bytes) -> bytes:
+    """A single request frame, or a batch of them answered in order."""
+    if not is_batch(frame):
+        return serve_one(block, frame)
+    try:
+        frames = decode_batch(frame)
+    except ProtocolError as exc:
+        return encode_reply(Code.INTERNAL, 0, str(exc).encode())
+    return encode_batch([serve_one(block, f) for f in frames])
 
 
 def watch_health(block: Block, link: child.ControlLink, stop: threading.Event) -> None:
@@ -94,7 +108,7 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
         while not stop.is_set():
             frame = sock.receive()
             if frame is not None:
-                sock.reply(serve_one(block, frame))
+                sock.reply(serve_frame(block, frame))
     finally:
         sock.close()
         block.close()

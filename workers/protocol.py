@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from layotto.workers.status import Code
@@ -86,6 +87,45 @@ def decode_reply(frame: bytes) -> Reply:
     if code not in Code._value2member_map_:
         raise ProtocolError(f"unknown reply frame status code {code}")
     return Reply(Code(code), request_id, frame[_REPLY.size :])
+
+
+# A batch frame carries several request (or reply) frames in one nng message,
+# so that under concurrency one nng round trip, with its thread wake-ups,
+# serves many calls. Its first byte is never a VERSION.
+BATCH = 0xBA
+_BATCH_HEAD = struct.Struct("!BI")
+_LENGTH = struct.Struct("!I")
+
+
+def encode_batch(frames: Sequence[bytes]) -> bytes:
+    parts = [_BATCH_HEAD.pack(BATCH, len(frames))]
+    for frame in frames:
+        parts.append(_LENGTH.pack(len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def is_batch(frame: bytes) -> bool:
+    return frame[:1] == b"\xba"
+
+
+def decode_batch(frame: bytes) -> list[bytes]:
+    if len(frame) < _BATCH_HEAD.size:
+        raise ProtocolError("batch frame is too short")
+    _, count = _BATCH_HEAD.unpack_from(frame)
+    frames, offset = [], _BATCH_HEAD.size
+    for _ in range(count):
+        if offset + _LENGTH.size > len(frame):
+            raise ProtocolError("batch frame is truncated")
+        (length,) = _LENGTH.unpack_from(frame, offset)
+        offset += _LENGTH.size
+        if offset + length > len(frame):
+            raise ProtocolError("batch frame is truncated")
+        frames.append(frame[offset : offset + length])
+        offset += length
+    if offset != len(frame):
+        raise ProtocolError("batch frame has trailing bytes")
+    return frames
 
 
 def worker_address(run_dir: str, component: str, slot: int) -> str:
