@@ -1,4 +1,14 @@
-"""Entry point of the API process: gRPC in front, one WorkerPool per component."""
+"""Entry point of the API process: gRPC in front, one WorkerPool per component.
+
+Commands from the supervisor (control link):
+- ``workers``: route a component to this set of worker addresses; retired
+  ones finish their calls, then ``retired`` is reported so the supervisor can
+  stop them without failing a call.
+- ``drain`` (hot upgrade): steer new connections to the next API generation,
+  wait until clients have left (connection-age GOAWAY), then stop.
+- ``stats``: per-worker request counts for ``layotto status``.
+SIGTERM stops at once, finishing in-flight calls within the grace period.
+"""
 
 from __future__ import annotations
 
@@ -7,70 +17,123 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
+from layotto.api import reuseport
 from layotto.api.nng_client import WorkerPool
 from layotto.api.server import build_handlers, start_server
 from layotto.supervisor.config import Config
 from layotto.workers import child
-from layotto.workers.protocol import EXIT_CONFIG, worker_address
+from layotto.workers.protocol import EXIT_CONFIG
 
 log = logging.getLogger("layotto.api")
 
 GRPC_THREADS = 32
+# Connections must stay at zero this long before a draining API stops:
+# /proc snapshots can miss a connection for a moment.
+IDLE_CONFIRM = 0.3
+RETIRE_TIMEOUT = 60.0
 
 
-def run(spec: dict[str, Any], link: child.ControlLink) -> int:
-    config = Config.from_json(spec["config"])
-    run_dir = spec["run_dir"]
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+class ApiProcess:
+    def __init__(self, spec: dict[str, Any], link: child.ControlLink) -> None:
+        self.config = Config.from_json(spec["config"])
+        self.link = link
+        self.stop = threading.Event()
+        self.pools = {
+            c.name: WorkerPool(c.name, spec["workers"].get(c.name, []))
+            for c in self.config.components
+        }
+        self.components = {
+            kind: frozenset(c.name for c in self.config.components if c.kind == kind)
+            for kind in {c.kind for c in self.config.components}
+        }
+        self.port = self.config.listeners.grpc.port
 
-    pools = {
-        c.name: WorkerPool(c.name, [worker_address(run_dir, c.name, i) for i in range(c.workers)])
-        for c in config.components
-    }
-    components = {
-        kind: frozenset(c.name for c in config.components if c.kind == kind)
-        for kind in {c.kind for c in config.components}
-    }
+    def on_message(self, message: dict[str, Any]) -> None:
+        command = message.get("cmd")
+        if command == "stats":
+            counts = {name: pool.request_counts() for name, pool in self.pools.items()}
+            self.link.send({"event": "stats", "requests": counts})
+        elif command == "workers":
+            self.set_workers(message["component"], message["addresses"])
+        elif command == "drain":
+            threading.Thread(target=self.drain, name="drain", daemon=True).start()
 
-    def on_message(message: dict[str, Any]) -> None:
-        if message.get("cmd") == "stats":
-            counts = {name: pool.request_counts() for name, pool in pools.items()}
-            link.send({"event": "stats", "requests": counts})
+    def set_workers(self, component: str, addresses: list[str]) -> None:
+        pool = self.pools.get(component)
+        if pool is None:
+            return
+        for slot in pool.set_addresses(addresses):
 
-    link.start_reader(on_message, child.exit_when_supervisor_gone)
-    address = str(config.listeners.grpc)
-    try:
-        server = start_server(
-            address,
-            build_handlers(pools, components, config.runtime.request_timeout),
-            threads=GRPC_THREADS,
-            max_connection_age=config.runtime.max_connection_age,
-            grace=config.runtime.shutdown_grace,
-        )
-    except RuntimeError as exc:
-        log.error("cannot serve gRPC on %s: %s", address, exc)
-        link.send({"event": "fatal", "reason": f"cannot bind gRPC on {address}: {exc}"})
-        return EXIT_CONFIG
-    link.send({"event": "ready", "pid": os.getpid()})
-    log.info("gRPC API serving on %s", address)
-    while not stop.wait(1.0):
-        pass
-    log.info("stopping: finishing in-flight calls (grace %.1f s)", config.runtime.shutdown_grace)
-    server.stop(config.runtime.shutdown_grace).wait()
-    for pool in pools.values():
-        pool.close()
-    log.info("stopped")
-    return 0
+            def finish(slot: Any = slot) -> None:
+                if not slot.wait_idle(RETIRE_TIMEOUT):
+                    log.warning("%s still busy after %.0f s", slot.address, RETIRE_TIMEOUT)
+                slot.close()
+                self.link.send(
+                    {"event": "retired", "component": component, "address": slot.address}
+                )
+
+            threading.Thread(target=finish, name="retire", daemon=True).start()
+
+    def drain(self) -> None:
+        """Hand new connections to the next generation; stop once ours are gone."""
+        runtime = self.config.runtime
+        attached = reuseport.steer_new_connections(self.port, 1)
+        log.info("draining: new connections go to the next generation (%d listeners)", attached)
+        cap = time.monotonic() + 1.1 * runtime.max_connection_age + runtime.shutdown_grace + 2
+        idle_since: float | None = None
+        while time.monotonic() < cap:
+            now = time.monotonic()
+            if reuseport.connection_count(self.port) == 0:
+                idle_since = idle_since or now
+                if now - idle_since >= IDLE_CONFIRM:
+                    break
+            else:
+                idle_since = None
+            time.sleep(0.05)  # polling /proc: there is no event for "last client left"
+        else:
+            log.warning("clients still connected after the drain limit; stopping anyway")
+        self.stop.set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        self.link.start_reader(self.on_message, child.exit_when_supervisor_gone)
+        address = str(self.config.listeners.grpc)
+        runtime = self.config.runtime
+        try:
+            server = start_server(
+                address,
+                build_handlers(self.pools, self.components, runtime.request_timeout),
+                threads=GRPC_THREADS,
+                max_connection_age=runtime.max_connection_age,
+                grace=runtime.shutdown_grace,
+            )
+        except RuntimeError as exc:
+            log.error("cannot serve gRPC on %s: %s", address, exc)
+            self.link.send({"event": "fatal", "reason": f"cannot bind gRPC on {address}: {exc}"})
+            return EXIT_CONFIG
+        # Keep new connections on the oldest generation until it drains (when
+        # this process is alone, that is this process).
+        reuseport.steer_new_connections(self.port, 0)
+        self.link.send({"event": "ready", "pid": os.getpid()})
+        log.info("gRPC API serving on %s", address)
+        while not self.stop.wait(1.0):
+            pass
+        log.info("stopping: finishing in-flight calls (grace %.1f s)", runtime.shutdown_grace)
+        server.stop(runtime.shutdown_grace).wait()
+        for pool in self.pools.values():
+            pool.close()
+        log.info("stopped")
+        return 0
 
 
 def main() -> None:
     spec = child.load_spec()
-    child.setup_logging("api", spec.get("log_level", "INFO"))
+    child.setup_logging(f"api gen {spec.get('generation', 0)}", spec.get("log_level", "INFO"))
     child.ignore_terminal_signals()
-    sys.exit(run(spec, child.ControlLink.from_env()))
+    sys.exit(ApiProcess(spec, child.ControlLink.from_env()).run())
 
 
 if __name__ == "__main__":

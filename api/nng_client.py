@@ -79,6 +79,8 @@ class _Slot:
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._in_flight = 0
+        self._retired = False
+        self._idle = threading.Condition(self._lock)
         self.socket = pynng.Req0(resend_time=-1)
         self.socket.add_post_pipe_connect_cb(self._connected)
         self.socket.add_post_pipe_remove_cb(self._removed)
@@ -111,6 +113,8 @@ class _Slot:
         Raises WorkerGoneError or ReplyTimeoutError."""
         pending = _Pending(frame, deadline)
         with self._lock:
+            if self._retired:
+                raise SlotRetiredError
             self.requests += 1
             lead = self._in_flight < self.MAX_IN_FLIGHT
             if lead:
@@ -149,6 +153,8 @@ class _Slot:
                 following[0].batch = following
             else:
                 self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.notify_all()
         for member in batch:
             member.batch = None
             member.done.set()
@@ -175,12 +181,33 @@ class _Slot:
             raise ProtocolError(f"batch of {len(batch)} answered with {len(replies)} replies")
         return replies
 
+    def retire(self) -> None:
+        """Take no new calls; the ones under way still finish."""
+        with self._lock:
+            self._retired = True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """After retire(): wait until no call is under way or queued here."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._in_flight or self._queue:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+            return True
+
     def close(self) -> None:
         self.socket.close()
 
 
+class SlotRetiredError(Exception):
+    """The replica was retired after the caller picked it; pick again."""
+
+
 class WorkerPool:
-    """The replicas of one component."""
+    """The replicas of one component; the set changes when workers are scaled
+    or replaced (``set_addresses``)."""
 
     def __init__(self, component: str, addresses: Sequence[str]) -> None:
         self.component = component
@@ -189,21 +216,31 @@ class WorkerPool:
         self._turn = itertools.count()
         self._ids = itertools.count(1)
 
-    def request_counts(self) -> list[int]:
-        return [slot.requests for slot in self._slots]
+    def request_counts(self) -> dict[str, int]:
+        with self._changed:
+            return {slot.address: slot.requests for slot in self._slots}
 
-    def live_count(self) -> int:
-        return sum(slot.up for slot in self._slots)
+    def set_addresses(self, addresses: Sequence[str]) -> list[_Slot]:
+        """Route to exactly these replicas from now on; returns the retired
+        slots, which finish the calls they hold (see ``wait_idle``)."""
+        with self._changed:
+            current = {slot.address: slot for slot in self._slots}
+            retired = [slot for address, slot in current.items() if address not in addresses]
+            self._slots = [current.get(a) or _Slot(a, self._changed) for a in addresses]
+            for slot in retired:
+                slot.retire()
+            self._changed.notify_all()
+        return retired
 
     def _pick(self, routing_key: str, sticky: bool, deadline: float) -> _Slot:
         """A live replica; waits (bounded by the deadline) while one restarts."""
         with self._changed:
             while True:
-                if sticky:
+                if sticky and self._slots:
                     slot = self._slots[zlib.crc32(routing_key.encode()) % len(self._slots)]
                     if slot.up:
                         return slot
-                else:
+                elif not sticky:
                     live = [s for s in self._slots if s.up]
                     if live:
                         return live[next(self._turn) % len(live)]
@@ -228,19 +265,23 @@ class WorkerPool:
     ) -> bytes:
         """Send one request and return the response payload, or raise CallError."""
         attempts = 2 if idempotent else 1
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             slot = self._pick(routing_key, sticky, deadline)
             request_id = next(self._ids)
             frame = encode_request(method, request_id, deadline, payload)
             try:
                 reply = decode_reply(slot.exchange(frame, deadline))
+            except SlotRetiredError:
+                continue  # never sent: pick among the current replicas
             except ReplyTimeoutError:
                 raise CallError(
                     Code.DEADLINE_EXCEEDED,
                     f"component {self.component!r} did not answer {method} before the deadline",
                 ) from None
             except WorkerGoneError:
-                if attempt + 1 < attempts:
+                attempt += 1
+                if attempt < attempts:
                     continue  # nothing can have changed: ask another replica
                 raise CallError(
                     Code.UNAVAILABLE,
@@ -254,8 +295,9 @@ class WorkerPool:
             if reply.code != Code.OK:
                 raise CallError(reply.code, reply.payload.decode(errors="replace"))
             return reply.payload
-        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        for slot in self._slots:
+        with self._changed:
+            slots = list(self._slots)
+        for slot in slots:
             slot.close()

@@ -2,17 +2,20 @@
 
 Signals, child exits, child messages, timers and control commands all
 become events on one channel (signal handlers only enqueue). Each child's
-life is the pure state machine in ``lifecycle``; this module only carries
-out its actions and keeps the table that ``layotto status`` and the
-actuator read.
+life is the pure state machine in ``lifecycle``; this module carries out
+its actions, keeps the table that ``layotto status`` and the actuator read,
+and runs the two long operations, reload and scale (``operations``), one at
+a time.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,20 +28,21 @@ from layotto.workers.protocol import worker_address
 
 log = logging.getLogger("layotto.supervisor")
 
-API = "api"
-# A worker that ignores SIGTERM this long after its grace is killed.
+# A worker that ignores SIGTERM this long is killed.
 WORKER_STOP_GRACE = 5.0
+_DOWN = (lc.State.STOPPED, lc.State.FATAL)
 
 
 @dataclass
 class Child:
     id: str
     role: str  # "api" | "worker"
+    generation: int
     module: str
     spec: dict[str, Any]
     proc: lc.Proc
     component: ComponentConfig | None = None
-    slot: int = 0
+    address: str = ""
     launched: Launched | None = None
     health: str = "UNKNOWN"
     health_reason: str = ""
@@ -48,22 +52,38 @@ class Child:
     def up(self) -> bool:
         return self.proc.state == lc.State.RUNNING
 
+    @property
+    def down(self) -> bool:
+        return self.proc.state in _DOWN
+
+    @property
+    def healthy(self) -> bool:
+        return self.up and self.health == "UP"
+
+    def reason(self) -> str:
+        return self.fatal_reason or self.proc.reason or self.health_reason
+
     def row(self, now: float, requests: int | None) -> dict[str, Any]:
         uptime = now - self.proc.ready_at if self.proc.ready_at is not None else None
         return {
             "name": self.id,
-            "role": self.role
+            "role": "api"
             if self.component is None
             else f"{self.component.kind}/{self.component.type}",
             "component": self.component.name if self.component else "",
+            "generation": self.generation,
             "pid": self.proc.pid,
             "state": self.proc.state.value,
             "restarts": self.proc.restarts,
             "uptime": uptime,
             "health": self.health,
             "requests": requests,
-            "reason": self.fatal_reason or self.proc.reason or self.health_reason,
+            "reason": self.reason(),
         }
+
+
+class BusyError(Exception):
+    """Another reload or scale is under way."""
 
 
 @dataclass
@@ -81,39 +101,32 @@ class Arbiter:
     children: dict[str, Child] = field(default_factory=dict)
     stopping: bool = False
     ready_logged: bool = False
+    generation: int = 1
+    api_id: str = ""
+    # component -> worker addresses the current API routes to
+    routing: dict[str, list[str]] = field(default_factory=dict)
+    last_reload: dict[str, Any] | None = None
+    operation: str | None = None
 
     def __post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[tuple[Any, ...]](1000)
-        self._stats_waiters: list[trio.MemorySendChannel[dict[str, Any]]] = []
-        self._last_stats: dict[str, list[int]] = {}
+        self._stats_waiters: list[trio.MemorySendChannel[None]] = []
+        self._last_stats: dict[str, dict[str, int]] = {}
+        self._changed = trio.Event()
+        self._worker_numbers: dict[str, itertools.count[int]] = {}
         self.stop_begun = trio.Event()
-        timeout = self.config.runtime.start_timeout
         for component in self.config.components:
-            for slot in range(component.workers):
-                child_id = f"{component.name}#{slot}"
-                self.children[child_id] = Child(
-                    child_id,
-                    "worker",
-                    "layotto.workers.main",
-                    self._worker_spec(component, slot),
-                    lc.Proc(timeout),
-                    component,
-                    slot,
-                )
-        self.children[API] = Child(
-            API,
-            "api",
-            "layotto.api.main",
-            {
-                "config": self.config.to_json(),
-                "run_dir": self.run_dir,
-                "log_level": self.config.runtime.log_level,
-            },
-            lc.Proc(timeout),
-        )
+            self.routing[component.name] = [
+                self.new_worker(component, 1).address for _ in range(component.workers)
+            ]
+        self.api_id = self.new_api(1, self.config, self.routing).id
 
-    def _worker_spec(self, component: ComponentConfig, slot: int) -> dict[str, Any]:
-        return {
+    # -- building children ------------------------------------------------------
+
+    def new_worker(self, component: ComponentConfig, generation: int) -> Child:
+        number = next(self._worker_numbers.setdefault(component.name, itertools.count()))
+        address = worker_address(self.run_dir, component.name, number)
+        spec = {
             "kind": component.kind,
             "name": component.name,
             "type": component.type,
@@ -121,47 +134,124 @@ class Arbiter:
             "app_id": self.config.app.app_id,
             "hello": component.hello,
             "bigger_than": dict(component.bigger_than),
-            "slot": slot,
-            "address": worker_address(self.run_dir, component.name, slot),
+            "slot": number,
+            "address": address,
             "log_level": self.config.runtime.log_level,
         }
+        child = Child(
+            f"{component.name}#{number}",
+            "worker",
+            generation,
+            "layotto.workers.main",
+            spec,
+            lc.Proc(self.config.runtime.start_timeout),
+            component,
+            address,
+        )
+        self.children[child.id] = child
+        return child
+
+    def new_api(self, generation: int, config: Config, routing: dict[str, list[str]]) -> Child:
+        spec = {
+            "config": config.to_json(),
+            "run_dir": self.run_dir,
+            "log_level": config.runtime.log_level,
+            "workers": {name: list(addresses) for name, addresses in routing.items()},
+            "generation": generation,
+        }
+        child = Child(
+            f"api@{generation}",
+            "api",
+            generation,
+            "layotto.api.main",
+            spec,
+            lc.Proc(config.runtime.start_timeout),
+        )
+        self.children[child.id] = child
+        return child
+
+    def start(self, child: Child) -> None:
+        self.apply(child, lc.Start())
+
+    def stop_child(
+        self, child: Child, grace: float = WORKER_STOP_GRACE, signal_it: bool = True
+    ) -> None:
+        self.apply(child, lc.Stop(grace, signal_it))
+
+    def forget_stopped(self) -> None:
+        """Drop children of earlier generations that have stopped for good."""
+        for child_id in [
+            c.id
+            for c in self.children.values()
+            if c.proc.state == lc.State.STOPPED and c.proc.stop_requested
+        ]:
+            del self.children[child_id]
+
+    @property
+    def api(self) -> Child:
+        return self.children[self.api_id]
+
+    def workers_of(self, component: str) -> list[Child]:
+        addresses = self.routing.get(component, [])
+        return [c for c in self.children.values() if c.address in addresses]
+
+    def route(self, component: str, addresses: list[str]) -> None:
+        """Tell the current API which workers serve ``component``."""
+        self.routing[component] = list(addresses)
+        self.api.spec["workers"][component] = list(addresses)  # also after an API restart
+        self.tell(self.api, {"cmd": "workers", "component": component, "addresses": addresses})
+
+    def tell(self, child: Child, message: dict[str, Any]) -> None:
+        if child.launched is not None and child.up:
+            self._nursery.start_soon(self._send_line, child.launched, message)
+
+    async def _send_line(self, launched: Launched, message: dict[str, Any]) -> None:
+        try:
+            await launched.control.send(json.dumps(message).encode() + b"\n")
+        except (OSError, trio.ClosedResourceError):
+            log.warning("could not reach pid %d over its control link", launched.pid)
+
+    # -- waiting (used by operations) ---------------------------------------------
+
+    async def wait_until(self, condition: Callable[[], bool]) -> bool:
+        """Wait for a condition over the child table; False if the sidecar
+        starts stopping first. Callers bound it with a cancel scope."""
+        while not condition():
+            if self.stopping:
+                return False
+            await self._changed.wait()
+        return True
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
     # -- public API used by the control socket and the actuator ---------------
 
     async def command(self, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a control command through the loop; waits for its answer
+        (callers bound the wait with a cancel scope)."""
         send, receive = trio.open_memory_channel[dict[str, Any]](1)
         await self._send.send(("command", Command(name, args or {}, send)))
-        with trio.move_on_after(10):
-            return await receive.receive()
-        return {"ok": False, "error": f"the supervisor did not answer {name!r} in time"}
+        return await receive.receive()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """UP only when the API and every component have a running, healthy worker."""
         components: dict[str, Any] = {}
-        api = self.children[API]
+        api = self.api
         components["api"] = {
             "status": "UP" if api.up else "DOWN",
             "details": {
                 "state": api.proc.state.value,
                 "pid": api.proc.pid,
-                "reason": api.fatal_reason or api.proc.reason,
+                "generation": api.generation,
+                **({"reason": api.reason()} if api.reason() else {}),
             },
         }
         for component in self.config.components:
-            workers = [
-                c
-                for c in self.children.values()
-                if c.component is not None and c.component.name == component.name
-            ]
-            healthy = [w for w in workers if w.up and w.health == "UP"]
-            reasons = sorted(
-                {
-                    w.health_reason or w.fatal_reason or w.proc.reason
-                    for w in workers
-                    if w not in healthy
-                }
-                - {""}
-            )
+            workers = self.workers_of(component.name)
+            healthy = [w for w in workers if w.healthy]
+            reasons = sorted({w.reason() for w in workers if not w.healthy} - {""})
             components[component.name] = {
                 "status": "UP" if healthy else "DOWN",
                 "details": {
@@ -174,18 +264,16 @@ class Arbiter:
             }
             for w in workers:
                 components[w.id] = {
-                    "status": "UP" if w.up and w.health == "UP" else "DOWN",
+                    "status": "UP" if w.healthy else "DOWN",
                     "details": {
                         "pid": w.proc.pid,
                         "state": w.proc.state.value,
                         "restarts": w.proc.restarts,
-                        **(
-                            {"reason": w.health_reason or w.fatal_reason or w.proc.reason}
-                            if not (w.up and w.health == "UP")
-                            else {}
-                        ),
+                        **({"reason": w.reason()} if not w.healthy else {}),
                     },
                 }
+        if self.last_reload is not None and not self.last_reload["ok"]:
+            components["last_reload"] = {"status": "UP", "details": self.last_reload}
         ok = not self.stopping and all(
             v["status"] == "UP" for k, v in components.items() if "#" not in k
         )
@@ -198,11 +286,7 @@ class Arbiter:
                 "status": "DOWN" if c.proc.state == lc.State.FATAL else "UP",
                 "details": {
                     "state": c.proc.state.value,
-                    **(
-                        {"reason": c.fatal_reason or c.proc.reason}
-                        if c.proc.state == lc.State.FATAL
-                        else {}
-                    ),
+                    **({"reason": c.reason()} if c.proc.state == lc.State.FATAL else {}),
                 },
             }
             for c in self.children.values()
@@ -217,8 +301,8 @@ class Arbiter:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._watch_signals)
-            for child in self.children.values():
-                self._apply(child, lc.Start())
+            for child in list(self.children.values()):
+                self.start(child)
             task_status.started()
             async for event in self._receive:
                 self._handle(event)
@@ -228,12 +312,11 @@ class Arbiter:
         log.info("all processes stopped")
 
     def _all_down(self) -> bool:
-        return all(
-            c.proc.state in (lc.State.STOPPED, lc.State.FATAL) for c in self.children.values()
-        )
+        return all(c.down for c in self.children.values())
 
     async def _watch_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        watched = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+        with trio.open_signal_receiver(*watched) as signals:
             async for signum in signals:
                 await self._send.send(("signal", signum))
 
@@ -243,21 +326,36 @@ class Arbiter:
             _, child_id, child_event = event
             child = self.children.get(child_id)
             if child is not None:
-                self._apply(child, child_event)
+                self.apply(child, child_event)
         elif kind == "message":
-            self._on_message(self.children[event[1]], event[2])
+            child = self.children.get(event[1])
+            if child is not None:
+                self._on_message(child, event[2])
         elif kind == "signal":
-            if event[1] == signal.SIGHUP:
-                # Caught so it cannot kill the supervisor; the hot upgrade it
-                # will trigger is not built yet.
-                log.warning("received SIGHUP: hot upgrade is not implemented yet; ignored")
-                return
-            log.info("received %s: stopping", signal.Signals(event[1]).name)
-            self.begin_stop()
+            self._on_signal(event[1])
         elif kind == "command":
             self._on_command(event[1])
 
-    def _apply(self, child: Child, event: lc.Event) -> None:
+    def _on_signal(self, signum: int) -> None:
+        from layotto.supervisor import operations
+
+        name = signal.Signals(signum).name
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            log.info("received %s: stopping", name)
+            self.begin_stop()
+        elif signum == signal.SIGHUP:
+            log.info("received SIGHUP: hot upgrade")
+            self._run_operation("reload", operations.reload, None)
+        else:
+            step = 1 if signum == signal.SIGTTIN else -1
+            log.info(
+                "received %s: %s one worker per component",
+                name,
+                "adding" if step > 0 else "removing",
+            )
+            self._run_operation("scale", operations.scale_all, None, step)
+
+    def apply(self, child: Child, event: lc.Event) -> None:
         before = child.proc.state
         child.proc, actions = lc.step(child.proc, event, time.monotonic())
         after = child.proc.state
@@ -273,6 +371,7 @@ class Arbiter:
                 self._nursery.start_soon(self._timer, child.id, action.delay, action.token)
         if after in (lc.State.STOPPED, lc.State.FATAL, lc.State.BACKOFF):
             child.health = "UNKNOWN"
+        self._notify()
         if self.stopping:
             self._continue_stop()
         elif not self.ready_logged and all(c.up for c in self.children.values()):
@@ -285,11 +384,7 @@ class Arbiter:
 
     def _log_transition(self, child: Child, before: lc.State, after: lc.State) -> None:
         level = logging.WARNING if after in (lc.State.BACKOFF, lc.State.FATAL) else logging.INFO
-        detail = (
-            f" ({child.fatal_reason or child.proc.reason})"
-            if after in (lc.State.BACKOFF, lc.State.FATAL)
-            else ""
-        )
+        detail = f" ({child.reason()})" if after in (lc.State.BACKOFF, lc.State.FATAL) else ""
         log.log(level, "%s: %s -> %s%s", child.id, before.value, after.value, detail)
 
     async def _timer(self, child_id: str, delay: float, token: int) -> None:
@@ -332,46 +427,85 @@ class Arbiter:
     def _on_message(self, child: Child, message: dict[str, Any]) -> None:
         event = message.get("event")
         if event == "ready":
-            self._apply(child, lc.Ready())
             if child.role == "api":
                 child.health = "UP"
+            self.apply(child, lc.Ready())
         elif event == "health":
-            if (message["status"], message.get("reason", "")) != (
-                child.health,
-                child.health_reason,
-            ):
+            status, reason = message["status"], message.get("reason", "")
+            if (status, reason) != (child.health, child.health_reason):
                 log.log(
-                    logging.INFO if message["status"] == "UP" else logging.WARNING,
+                    logging.INFO if status == "UP" else logging.WARNING,
                     "%s: component %s%s",
                     child.id,
-                    message["status"],
-                    f" ({message['reason']})" if message.get("reason") else "",
+                    status,
+                    f" ({reason})" if reason else "",
                 )
-            child.health = message["status"]
-            child.health_reason = message.get("reason", "")
+            child.health, child.health_reason = status, reason
+            self._notify()
         elif event == "fatal":
             child.fatal_reason = message.get("reason", "")
+        elif event == "retired":
+            # the API finished every call it had sent to this worker
+            for worker in self.children.values():
+                if worker.address == message.get("address") and not worker.down:
+                    self.stop_child(worker)
         elif event == "stats":
             self._last_stats = message.get("requests", {})
             for waiter in self._stats_waiters:
-                waiter.send_nowait({})
+                waiter.send_nowait(None)
             self._stats_waiters.clear()
 
     # -- commands ---------------------------------------------------------------
 
     def _on_command(self, command: Command) -> None:
+        from layotto.supervisor import operations
+
         if command.name == "status":
             self._nursery.start_soon(self._status, command)
         elif command.name == "stop":
             self.begin_stop()
             command.reply.send_nowait({"ok": True})
+        elif command.name == "reload":
+            self._run_operation("reload", operations.reload, command)
+        elif command.name == "scale":
+            self._run_operation(
+                "scale",
+                operations.scale,
+                command,
+                command.args.get("component"),
+                command.args.get("workers"),
+            )
         else:
             command.reply.send_nowait({"ok": False, "error": f"unknown command {command.name!r}"})
 
+    def _run_operation(
+        self, name: str, function: Callable[..., Any], command: Command | None, *args: Any
+    ) -> None:
+        """Run reload/scale as a task, one at a time (a conflicting one is refused)."""
+        if self.stopping or self.operation is not None:
+            error = f"cannot {name}: " + (
+                "stopping" if self.stopping else f"a {self.operation} is under way; try again later"
+            )
+            log.warning("%s", error)
+            if command is not None:
+                command.reply.send_nowait({"ok": False, "error": error})
+            return
+        self.operation = name
+
+        async def run() -> None:
+            try:
+                answer = await function(self, *args)
+            finally:
+                self.operation = None
+            if command is not None:
+                command.reply.send_nowait(answer)
+
+        self._nursery.start_soon(run)
+
     async def _status(self, command: Command) -> None:
-        api = self.children[API]
+        api = self.api
         if api.up and api.launched is not None:
-            send, receive = trio.open_memory_channel[dict[str, Any]](1)
+            send, receive = trio.open_memory_channel[None](1)
             self._stats_waiters.append(send)
             try:
                 await api.launched.control.send(b'{"cmd":"stats"}\n')
@@ -384,8 +518,7 @@ class Arbiter:
         for child in self.children.values():
             requests = None
             if child.component is not None:
-                counts = self._last_stats.get(child.component.name, [])
-                requests = counts[child.slot] if child.slot < len(counts) else None
+                requests = self._last_stats.get(child.component.name, {}).get(child.address)
             rows.append(child.row(now, requests))
         ready, _ = self.readiness()
         command.reply.send_nowait(
@@ -394,6 +527,9 @@ class Arbiter:
                 "ready": ready,
                 "stopping": self.stopping,
                 "config": self.config.source,
+                "generation": self.generation,
+                "operation": self.operation,
+                "last_reload": self.last_reload,
                 "processes": rows,
             }
         )
@@ -406,19 +542,17 @@ class Arbiter:
             return
         self.stopping = True
         self.stop_begun.set()
-        self._apply(self.children[API], lc.Stop(self.config.runtime.shutdown_grace + 5.0))
+        for child in list(self.children.values()):
+            if child.role == "api":
+                self.stop_child(child, self.config.runtime.shutdown_grace + 5.0)
         self._continue_stop()
 
     def _continue_stop(self) -> None:
-        """Workers stop only once the API is down, so in-flight calls can finish."""
-        if self.children[API].proc.state not in (lc.State.STOPPED, lc.State.FATAL):
+        """Workers stop only once every API process is down, so calls can finish."""
+        if any(c.role == "api" and not c.down for c in self.children.values()):
             return
-        for child in self.children.values():
-            if (
-                child.role == "worker"
-                and not child.proc.stop_requested
-                and child.proc.state not in (lc.State.STOPPED, lc.State.FATAL)
-            ):
-                self._apply(child, lc.Stop(WORKER_STOP_GRACE))
+        for child in list(self.children.values()):
+            if child.role == "worker" and not child.proc.stop_requested and not child.down:
+                self.stop_child(child)
         # wake the loop so it re-checks whether everything is down
         self._send.send_nowait(("noop",))

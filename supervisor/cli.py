@@ -53,13 +53,52 @@ def cmd_start(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def _ask(config: Config, cmd: str) -> dict[str, Any] | None:
+def _ask(config: Config, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any] | None:
     from layotto.supervisor.control import NotRunningError, request
 
     try:
-        return request(config.run_dir(), cmd)
+        return request(config.run_dir(), cmd, args)
     except NotRunningError:
         return None
+
+
+def _running_config(args: argparse.Namespace) -> Config | None:
+    try:
+        return _load(args.config)
+    except ConfigError as exc:
+        # reload validates the new file itself; here only its location matters
+        print(exc, file=sys.stderr)
+        return None
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    config = _running_config(args)
+    if config is None:
+        return EXIT_CONFIG_ERROR
+    answer = _ask(config, "reload")
+    if answer is None:
+        print(f"layotto is not running for {config.source}", file=sys.stderr)
+        return 3
+    if not answer.get("ok"):
+        print(f"reload failed: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print(f"reloaded: generation {answer['generation']} serving ({answer['seconds']:.2f} s)")
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    config = _running_config(args)
+    if config is None:
+        return EXIT_CONFIG_ERROR
+    answer = _ask(config, "scale", {"component": args.component, "workers": args.workers})
+    if answer is None:
+        print(f"layotto is not running for {config.source}", file=sys.stderr)
+        return 3
+    if not answer.get("ok"):
+        print(f"scale failed: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print(f"{answer['component']}: {answer['workers']} worker(s)")
+    return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -118,7 +157,16 @@ def format_status(answer: dict[str, Any]) -> str:
     lines = [
         f"layotto: {'READY' if answer['ready'] else 'NOT READY'}"
         f"{' (stopping)' if answer.get('stopping') else ''} - {answer['config']}"
+        f" - generation {answer.get('generation', 1)}"
+        + (f" - {answer['operation']} under way" if answer.get("operation") else "")
     ]
+    last = answer.get("last_reload")
+    if last:
+        lines.append(
+            f"last reload: ok, generation {last['generation']} in {last['seconds']:.2f} s"
+            if last["ok"]
+            else f"last reload: FAILED: {last['error']}"
+        )
     lines += [
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
     ]
@@ -147,6 +195,13 @@ def parser() -> argparse.ArgumentParser:
         ("stop", cmd_stop, "stop the sidecar started with this config"),
         ("status", cmd_status, "show every process of the running sidecar"),
         ("check", cmd_check, "validate a config file and print every problem"),
+        (
+            "reload",
+            cmd_reload,
+            "hot-upgrade: re-read the config, replace every process, "
+            "fail no call (same as kill -HUP)",
+        ),
+        ("scale", cmd_scale, "change the number of worker processes of a component"),
     ):
         command = sub.add_parser(name, help=text, description=text)
         command.add_argument(
@@ -155,6 +210,9 @@ def parser() -> argparse.ArgumentParser:
             help="config file (default: the embedded in-memory configs/standalone.yaml)",
         )
         command.set_defaults(func=func)
+        if name == "scale":
+            command.add_argument("component", help="component name, e.g. state_demo")
+            command.add_argument("workers", type=int, help="number of worker processes")
         if name == "stop":
             command.add_argument(
                 "--timeout", type=float, default=60.0, help="seconds to wait for the stop to finish"

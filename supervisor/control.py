@@ -21,6 +21,9 @@ from layotto.supervisor.arbiter import Arbiter
 log = logging.getLogger("layotto.supervisor")
 
 SOCKET_NAME = "control.sock"
+# Reload and scale answer when they are done, which takes as long as the
+# slowest process start plus the drain of the old generation.
+COMMAND_TIMEOUTS = {"reload": 900.0, "scale": 300.0}
 
 
 def socket_path(run_dir: str) -> str:
@@ -61,7 +64,11 @@ async def _serve_one(arbiter: Arbiter, stream: trio.abc.Stream) -> None:
                 buffer += chunk
         try:
             request = json.loads(buffer.split(b"\n", 1)[0])
-            answer = await arbiter.command(str(request["cmd"]), request.get("args") or {})
+            name = str(request["cmd"])
+            limit = COMMAND_TIMEOUTS.get(name, 10.0)
+            answer = {"ok": False, "error": f"the supervisor did not finish {name} in {limit:g} s"}
+            with trio.move_on_after(limit):
+                answer = await arbiter.command(name, request.get("args") or {})
         except (ValueError, KeyError, TypeError) as exc:
             answer = {"ok": False, "error": f"bad control request: {exc}"}
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -78,7 +85,7 @@ def request(
     """Blocking client used by the CLI."""
     path = socket_path(run_dir)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
+        sock.settimeout(timeout or COMMAND_TIMEOUTS.get(cmd, 10.0) + 5)
         try:
             sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError) as exc:

@@ -65,6 +65,9 @@ class TimerFired:
 @dataclass(frozen=True)
 class Stop:
     grace: float
+    # False when the child was already asked to finish by other means (an API
+    # process draining for a hot upgrade): only the escalation timer is set.
+    signal: bool = True
 
 
 Event = Start | Spawned | Ready | Exited | TimerFired | Stop
@@ -157,7 +160,8 @@ def step(proc: Proc, event: Event, now: float) -> tuple[Proc, list[Action]]:
             proc, timer = _timer(
                 replace(proc, state=State.STOPPING, stop_requested=True), event.grace
             )
-            return proc, [Kill(signal.SIGTERM), timer]
+            actions: list[Action] = [Kill(signal.SIGTERM)] if event.signal else []
+            return proc, [*actions, timer]
         if state in (State.BACKOFF, State.STARTING):
             return replace(proc, state=State.STOPPED, timer=proc.timer + 1), []
         return proc, []

@@ -107,9 +107,9 @@ def test_no_trailing_spaces() -> None:
 @pytest.mark.parametrize(
     ("ready", "stopping", "first"),
     [
-        (True, False, "layotto: READY - /etc/layotto/config.yaml"),
-        (False, False, "layotto: NOT READY - /etc/layotto/config.yaml"),
-        (False, True, "layotto: NOT READY (stopping) - /etc/layotto/config.yaml"),
+        (True, False, "layotto: READY - /etc/layotto/config.yaml - generation 1"),
+        (False, False, "layotto: NOT READY - /etc/layotto/config.yaml - generation 1"),
+        (False, True, "layotto: NOT READY (stopping) - /etc/layotto/config.yaml - generation 1"),
     ],
 )
 def test_readiness_line(ready: bool, stopping: bool, first: str) -> None:
@@ -169,9 +169,23 @@ def test_stop_has_a_timeout() -> None:
         parser().parse_args(["status", "--timeout", "1"])
 
 
-@pytest.mark.parametrize("argv", [[], ["reload"], ["check", "-x"], ["check", "-c"]])
+@pytest.mark.parametrize("argv", [[], ["restart"], ["scale", "s"], ["check", "-x"], ["check", "-c"]])
 def test_bad_command_lines_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         parser().parse_args(argv)
     assert info.value.code == 2
     assert "usage: layotto" in capsys.readouterr().err
+
+
+def test_generation_operation_and_last_reload_are_shown() -> None:
+    data = answer(process(), ready=True, stopping=False)
+    data.update(
+        generation=3,
+        operation="reload",
+        last_reload={"ok": False, "error": "bad key", "generation": 2},
+    )
+    lines = format_status(data).splitlines()
+    assert lines[0].endswith("generation 3 - reload under way")
+    assert lines[1] == "last reload: FAILED: bad key"
+    data["last_reload"] = {"ok": True, "generation": 3, "seconds": 4.5}
+    assert format_status(data).splitlines()[1] == "last reload: ok, generation 3 in 4.50 s"

@@ -73,7 +73,7 @@ def test_status_actuator_and_stop() -> None:
         status = sidecar.cli("status")
         assert status.returncode == 0, status.stderr
         assert "READY" in status.stdout
-        for name in ("api", "helloworld#0", "state_demo#0", "lock_demo#0", "sequencer_demo#0"):
+        for name in ("api@1", "helloworld#0", "state_demo#0", "lock_demo#0", "sequencer_demo#0"):
             assert name in status.stdout
         assert "RUNNING" in status.stdout
 
@@ -124,8 +124,8 @@ def test_killed_api_process_is_replaced_and_clients_reconnect() -> None:
         request = pb.SayHelloRequest(service_name="helloworld", name="x")
         assert stub.SayHello(request, timeout=10).hello == "greeting, x"
         mark = sidecar.mark()
-        os.kill(pid_of(sidecar, "api"), signal.SIGKILL)
-        sidecar.wait_for_log(r"api: STARTING -> RUNNING", after=mark)
+        os.kill(pid_of(sidecar, "api@1"), signal.SIGKILL)
+        sidecar.wait_for_log(r"api@1: STARTING -> RUNNING", after=mark)
         # same channel, no intervention: wait_for_ready rides over the reconnect
         answer = stub.SayHello(request, timeout=10, wait_for_ready=True)
         assert answer.hello == "greeting, x"
@@ -225,7 +225,7 @@ def test_component_that_cannot_start_is_fatal_and_not_ready(tmp_path: Path) -> N
     try:
         sidecar.launch()
         sidecar.wait_for_log(r"broken#0: STARTING -> FATAL")
-        sidecar.wait_for_log(r"api: STARTING -> RUNNING")
+        sidecar.wait_for_log(r"api@1: STARTING -> RUNNING")
         code, ready = http_get(sidecar, "/actuator/health/readiness")
         assert code == 503 and ready["status"] == "DOWN"
         assert "redisDB" in ready["components"]["broken"]["details"]["reason"]

@@ -1,0 +1,197 @@
+"""The supervisor's long operations: hot upgrade (reload) and scaling.
+
+Both run as one task at a time (the arbiter refuses a second) and return
+the answer the control command gets. Neither closes a listening socket and
+neither fails a call: new processes are ready before traffic moves to them,
+and old ones stop only once nothing is routed to them any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from layotto.components.registry import TYPES
+from layotto.supervisor import config as config_module
+from layotto.supervisor import lifecycle as lc
+from layotto.supervisor.config import ConfigError
+from layotto.supervisor.plan import ReloadRefusedError, plan_reload
+
+if TYPE_CHECKING:
+    from layotto.supervisor.arbiter import Arbiter, Child
+
+log = logging.getLogger("layotto.supervisor")
+
+
+def _failed(arbiter: Arbiter, started: float, error: str) -> dict[str, Any]:
+    log.error("reload failed, generation %d keeps serving: %s", arbiter.generation, error)
+    arbiter.last_reload = {
+        "ok": False,
+        "error": error,
+        "at": time.time(),
+        "generation": arbiter.generation,
+    }
+    return {
+        "ok": False,
+        "error": error,
+        "generation": arbiter.generation,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+async def _start_all(arbiter: Arbiter, children: list[Child], limit: float) -> str | None:
+    """Start children and wait until all run; the reason when they do not."""
+    for child in children:
+        arbiter.start(child)
+    with trio.move_on_after(limit):
+        await arbiter.wait_until(
+            lambda: (
+                all(c.up for c in children) or any(c.proc.state == lc.State.FATAL for c in children)
+            )
+        )
+    failed = [c for c in children if not c.up]
+    if not failed:
+        return None
+    if arbiter.stopping:
+        return "the sidecar is stopping"
+    states = "; ".join(
+        f"{c.id} {c.proc.state.value}" + (f" ({c.reason()})" if c.reason() else "") for c in failed
+    )
+    return f"{states} (start limit {limit:g} s)"
+
+
+async def _stop_all(arbiter: Arbiter, children: list[Child]) -> None:
+    for child in children:
+        arbiter.stop_child(child)
+    with trio.move_on_after(30):
+        await arbiter.wait_until(lambda: all(c.down for c in children))
+    arbiter.forget_stopped()
+
+
+async def reload(arbiter: Arbiter) -> dict[str, Any]:
+    """Re-read the config and replace every process without failing a call.
+
+    Order: validate everything; start the new workers and the new API
+    process and wait for all of them; only then tell the old API to drain
+    (new connections are steered to the new one, and it stops once its
+    clients have moved, via connection-age GOAWAY); then stop the old
+    workers. Any failure before the switch tears the new generation down
+    and leaves the old one serving.
+    """
+    started = time.monotonic()
+    old_config = arbiter.config
+    try:
+        new_config = config_module.load(old_config.source)
+        plan = plan_reload(old_config, new_config)
+    except (ConfigError, ReloadRefusedError) as exc:
+        return _failed(arbiter, started, str(exc))
+    generation = arbiter.generation + 1
+    timeout = new_config.runtime.start_timeout
+    log.info("reload: starting generation %d", generation)
+    for name in plan.lost_data:
+        log.warning("reload: in-memory component %s changed; it restarts empty", name)
+
+    new_workers = [
+        arbiter.new_worker(component, generation)
+        for component in plan.start
+        for _ in range(component.workers)
+    ]
+    routing = {name: list(arbiter.routing[name]) for name in plan.keep}
+    for worker in new_workers:
+        assert worker.component is not None
+        routing.setdefault(worker.component.name, []).append(worker.address)
+    problem = await _start_all(arbiter, new_workers, timeout)
+    new_api = None
+    if problem is None:
+        new_api = arbiter.new_api(generation, new_config, routing)
+        problem = await _start_all(arbiter, [new_api], timeout)
+    if problem is not None:  # roll back: the old generation never stopped serving
+        await _stop_all(arbiter, new_workers + ([new_api] if new_api else []))
+        return _failed(arbiter, started, f"generation {generation} did not start: {problem}")
+    assert new_api is not None
+
+    old_api = arbiter.api
+    kept = {address for name in plan.keep for address in arbiter.routing[name]}
+    old_workers = [
+        c
+        for c in arbiter.children.values()
+        if c.role == "worker" and c.generation < generation and c.address not in kept and not c.down
+    ]
+    arbiter.config, arbiter.generation = new_config, generation
+    arbiter.api_id, arbiter.routing = new_api.id, routing
+    if old_api.up:
+        arbiter.tell(old_api, {"cmd": "drain"})
+        runtime = old_config.runtime
+        drain_cap = 1.1 * runtime.max_connection_age + 2 * runtime.shutdown_grace + 10
+        arbiter.stop_child(old_api, drain_cap, signal_it=False)
+    else:
+        arbiter.stop_child(old_api)
+    await arbiter.wait_until(lambda: old_api.down)  # bounded by its escalation timer
+    await _stop_all(arbiter, old_workers)
+    seconds = round(time.monotonic() - started, 3)
+    log.info("reload: generation %d serving (%.2f s)", generation, seconds)
+    arbiter.last_reload = {
+        "ok": True,
+        "at": time.time(),
+        "generation": generation,
+        "seconds": seconds,
+    }
+    return {"ok": True, "generation": generation, "seconds": seconds}
+
+
+async def scale(arbiter: Arbiter, name: Any, count: Any) -> dict[str, Any]:
+    """Run ``count`` workers of component ``name``; retired ones drain first."""
+    component = arbiter.config.component(str(name))
+    if component is None:
+        known = ", ".join(c.name for c in arbiter.config.components)
+        return {"ok": False, "error": f"no component {name!r} (components: {known})"}
+    if not isinstance(count, int) or count < 1:
+        return {"ok": False, "error": f"worker count must be an integer >= 1, got {count!r}"}
+    if count > 1 and TYPES[(component.kind, component.type)].single_process:
+        return {
+            "ok": False,
+            "error": f"{component.name} is {component.type}: its data lives "
+            f"in one process, so it runs exactly 1 worker",
+        }
+    current = arbiter.workers_of(component.name)
+    if count > len(current):
+        added = [
+            arbiter.new_worker(component, arbiter.generation) for _ in range(count - len(current))
+        ]
+        arbiter.route(component.name, [w.address for w in current + added])
+        problem = await _start_all(arbiter, added, component_timeout(arbiter))
+        if problem is not None:
+            arbiter.route(component.name, [w.address for w in current])
+            await _stop_all(arbiter, added)
+            return {"ok": False, "error": f"new workers did not start: {problem}"}
+    elif count < len(current):
+        keep, retired = current[:count], current[count:]
+        arbiter.route(component.name, [w.address for w in keep])
+        if not arbiter.api.up:  # nobody routes to them: stop at once
+            for worker in retired:
+                arbiter.stop_child(worker)
+        # otherwise the API reports each one "retired" once its calls are done
+        with trio.move_on_after(120):
+            await arbiter.wait_until(lambda: all(w.down for w in retired))
+        arbiter.forget_stopped()
+    log.info("scale: %s runs %d worker(s)", component.name, count)
+    return {"ok": True, "component": component.name, "workers": count}
+
+
+def component_timeout(arbiter: Arbiter) -> float:
+    return arbiter.config.runtime.start_timeout
+
+
+async def scale_all(arbiter: Arbiter, step: int) -> dict[str, Any]:
+    """SIGTTIN/SIGTTOU: one worker more or less for every component that can."""
+    results = []
+    for component in arbiter.config.components:
+        if TYPES[(component.kind, component.type)].single_process:
+            continue
+        count = len(arbiter.workers_of(component.name)) + step
+        if count >= 1:
+            results.append(await scale(arbiter, component.name, count))
+    return {"ok": all(r["ok"] for r in results), "results": results}

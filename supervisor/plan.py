@@ -1,0 +1,55 @@
+"""What a reload must do, decided purely from the old and the new config.
+
+A reload replaces every process so upgraded code takes effect, with one
+exception: an in-memory component whose config did not change keeps its
+worker, because its data lives in that process and would otherwise be lost.
+Listener addresses cannot change on reload (clients would be cut off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from layotto.components.registry import TYPES
+from layotto.supervisor.config import ComponentConfig, Config
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    start: tuple[ComponentConfig, ...]  # components that get new workers
+    keep: tuple[str, ...]  # components whose workers carry over
+    retire: tuple[str, ...]  # components whose current workers stop after the switch
+    removed: tuple[str, ...]  # components gone from the config
+    lost_data: tuple[str, ...]  # in-memory components restarted empty
+
+
+class ReloadRefusedError(Exception):
+    """The new config is valid but cannot be applied without a restart."""
+
+
+def plan_reload(old: Config, new: Config) -> ReloadPlan:
+    refused = []
+    if old.listeners != new.listeners:
+        refused.append(
+            f"listeners changed ({old.listeners.grpc}/{old.listeners.http} -> "
+            f"{new.listeners.grpc}/{new.listeners.http}); listener addresses need a restart"
+        )
+    if old.run_dir() != new.run_dir():
+        refused.append("runtime.run_dir changed; it needs a restart")
+    if refused:
+        raise ReloadRefusedError("; ".join(refused))
+    start, keep, retire, lost = [], [], [], []
+    for component in new.components:
+        before = old.component(component.name)
+        in_memory = TYPES[(component.kind, component.type)].single_process
+        if before is not None and in_memory and before == component:
+            keep.append(component.name)
+            continue
+        start.append(component)
+        if before is not None:
+            retire.append(component.name)
+            if TYPES[(before.kind, before.type)].single_process:
+                lost.append(component.name)
+    names = {c.name for c in new.components}
+    removed = tuple(c.name for c in old.components if c.name not in names)
+    return ReloadPlan(tuple(start), tuple(keep), tuple(retire) + removed, removed, tuple(lost))
