@@ -178,14 +178,11 @@ class Arbiter:
     ) -> None:
         self.apply(child, lc.Stop(grace, signal_it))
 
-    def forget_stopped(self) -> None:
-        """Drop children of earlier generations that have stopped for good."""
-        for child_id in [
-            c.id
-            for c in self.children.values()
-            if c.proc.state == lc.State.STOPPED and c.proc.stop_requested
-        ]:
-            del self.children[child_id]
+    def forget(self, children: list[Child]) -> None:
+        """Drop stopped children that no longer belong to the sidecar."""
+        for child in children:
+            if child.down and child.id != self.api_id:
+                self.children.pop(child.id, None)
 
     @property
     def api(self) -> Child:
@@ -495,6 +492,9 @@ class Arbiter:
         async def run() -> None:
             try:
                 answer = await function(self, *args)
+            except Exception as exc:  # a bug here must not take the supervisor down
+                log.exception("%s failed", name)
+                answer = {"ok": False, "error": f"{name} failed: {exc!r} (see the log)"}
             finally:
                 self.operation = None
             if command is not None:

@@ -53,31 +53,34 @@ def cmd_start(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def _ask(config: Config, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def _running_run_dir(args: argparse.Namespace) -> str | None:
+    """Where the sidecar of this config runs, even if the file is now invalid."""
+    path = args.config or config_module.default_config_path()
+    run_dir = config_module.locate_run_dir(path)
+    if run_dir is None:
+        try:
+            config_module.load(path)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+    return run_dir
+
+
+def _ask_dir(run_dir: str, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any] | None:
     from layotto.supervisor.control import NotRunningError, request
 
     try:
-        return request(config.run_dir(), cmd, args)
+        return request(run_dir, cmd, args)
     except NotRunningError:
         return None
 
 
-def _running_config(args: argparse.Namespace) -> Config | None:
-    try:
-        return _load(args.config)
-    except ConfigError as exc:
-        # reload validates the new file itself; here only its location matters
-        print(exc, file=sys.stderr)
-        return None
-
-
 def cmd_reload(args: argparse.Namespace) -> int:
-    config = _running_config(args)
-    if config is None:
+    run_dir = _running_run_dir(args)
+    if run_dir is None:
         return EXIT_CONFIG_ERROR
-    answer = _ask(config, "reload")
+    answer = _ask_dir(run_dir, "reload")
     if answer is None:
-        print(f"layotto is not running for {config.source}", file=sys.stderr)
+        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
         return 3
     if not answer.get("ok"):
         print(f"reload failed: {answer.get('error')}", file=sys.stderr)
@@ -87,12 +90,12 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    config = _running_config(args)
-    if config is None:
+    run_dir = _running_run_dir(args)
+    if run_dir is None:
         return EXIT_CONFIG_ERROR
-    answer = _ask(config, "scale", {"component": args.component, "workers": args.workers})
+    answer = _ask_dir(run_dir, "scale", {"component": args.component, "workers": args.workers})
     if answer is None:
-        print(f"layotto is not running for {config.source}", file=sys.stderr)
+        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
         return 3
     if not answer.get("ok"):
         print(f"scale failed: {answer.get('error')}", file=sys.stderr)
@@ -102,18 +105,15 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    run_dir = _running_run_dir(args)
+    if run_dir is None:
         return EXIT_CONFIG_ERROR
     from layotto.supervisor.runner import holds_pid_file, read_pid
 
-    run_dir = config.run_dir()
     pid = read_pid(run_dir)
-    answer = _ask(config, "stop")
+    answer = _ask_dir(run_dir, "stop")
     if answer is None:
-        print(f"layotto is not running for {config.source}", file=sys.stderr)
+        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
         return 1
     deadline = time.monotonic() + args.timeout
     while holds_pid_file(run_dir):
@@ -174,14 +174,12 @@ def format_status(answer: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    run_dir = _running_run_dir(args)
+    if run_dir is None:
         return EXIT_CONFIG_ERROR
-    answer = _ask(config, "status")
+    answer = _ask_dir(run_dir, "status")
     if answer is None:
-        print(f"layotto is not running for {config.source}", file=sys.stderr)
+        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
         return 3
     print(format_status(answer))
     return 0 if answer.get("ready") else 1

@@ -68,7 +68,7 @@ async def _stop_all(arbiter: Arbiter, children: list[Child]) -> None:
         arbiter.stop_child(child)
     with trio.move_on_after(30):
         await arbiter.wait_until(lambda: all(c.down for c in children))
-    arbiter.forget_stopped()
+    arbiter.forget([c for c in children if c.down])
 
 
 async def reload(arbiter: Arbiter) -> dict[str, Any]:
@@ -130,6 +130,7 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     else:
         arbiter.stop_child(old_api)
     await arbiter.wait_until(lambda: old_api.down)  # bounded by its escalation timer
+    arbiter.forget([old_api])
     await _stop_all(arbiter, old_workers)
     seconds = round(time.monotonic() - started, 3)
     log.info("reload: generation %d serving (%.2f s)", generation, seconds)
@@ -176,7 +177,7 @@ async def scale(arbiter: Arbiter, name: Any, count: Any) -> dict[str, Any]:
         # otherwise the API reports each one "retired" once its calls are done
         with trio.move_on_after(120):
             await arbiter.wait_until(lambda: all(w.down for w in retired))
-        arbiter.forget_stopped()
+        arbiter.forget([w for w in retired if w.down])
     log.info("scale: %s runs %d worker(s)", component.name, count)
     return {"ok": True, "component": component.name, "workers": count}
 

@@ -169,7 +169,9 @@ def test_stop_has_a_timeout() -> None:
         parser().parse_args(["status", "--timeout", "1"])
 
 
-@pytest.mark.parametrize("argv", [[], ["restart"], ["scale", "s"], ["check", "-x"], ["check", "-c"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["restart"], ["scale", "s"], ["check", "-x"], ["check", "-c"]]
+)
 def test_bad_command_lines_exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         parser().parse_args(argv)

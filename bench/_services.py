@@ -1,0 +1,327 @@
+"""The processes state_bench.py starts: redis-server, the sidecar, the baseline, the load.
+
+Every process is started in its own session (so a Ctrl-C in the terminal
+reaches only the bench, which then stops them in order) and with a parent-death
+signal (SIGTERM when the bench dies without cleaning up), and is tracked in
+``Processes`` so that ``stop_all`` ends exactly the processes we started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import _procfs
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+PYTHON = sys.executable
+LAYOTTO = str(Path(sys.executable).parent / "layotto")
+
+# util-linux's setpriv sets the parent-death signal and then execs the command
+# (same pid), so a bench killed with SIGKILL still takes its children along.
+# (A preexec_fn would do the same but is unsafe with the reader threads.)
+_SETPRIV = shutil.which("setpriv")
+_DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM"] if _SETPRIV else []
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start from the main thread (the death signal follows the spawning thread)."""
+    return subprocess.Popen([*_DIE_WITH_PARENT, *args], start_new_session=True, **kwargs)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    return _procfs.parent_of(pid) is not None
+
+
+class LineReader:
+    """Drains a child's output on a thread, keeping (monotonic time, line) pairs."""
+
+    def __init__(self, stream: Any, keep: bool = True) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self._keep = keep
+        self._changed = threading.Condition()
+        self._done = False
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for raw in stream:
+            line = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+            now = time.monotonic()
+            with self._changed:
+                if self._keep:
+                    self.lines.append((now, line.rstrip("\n")))
+                self._changed.notify_all()
+        with self._changed:
+            self._done = True
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float, after: int = 0) -> tuple[float, str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for at, line in self.lines[after:]:
+                    if regex.search(line):
+                        return at, line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._done:
+                    tail = "\n".join(line for _, line in self.lines[-25:])
+                    raise RuntimeError(f"no line matching {pattern!r}; last lines:\n{tail}")
+                self._changed.wait(min(remaining, 0.5))
+
+
+class Processes:
+    """Everything the bench started, stopped in reverse order by ``stop_all``."""
+
+    def __init__(self) -> None:
+        self.stoppers: list[tuple[str, Any]] = []
+
+    def add(self, name: str, stopper: Any) -> None:
+        self.stoppers.append((name, stopper))
+
+    def remove(self, stopper: Any) -> None:
+        self.stoppers = [(n, s) for n, s in self.stoppers if s is not stopper]
+
+    def stop_all(self) -> None:
+        while self.stoppers:
+            name, stopper = self.stoppers.pop()
+            try:
+                stopper.stop()
+            except Exception as exc:
+                print(f"warning: stopping {name} failed: {exc!r}", file=sys.stderr)
+
+
+def _terminate(process: subprocess.Popen[Any], timeout: float) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.directory = tempfile.mkdtemp(prefix="layotto-bench-redis-")
+        self.port = free_port()
+        self.process = spawn(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.output = LineReader(self.process.stdout)
+        self.output.wait_for("Ready to accept connections", 15)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        _terminate(self.process, 10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Sidecar:
+    """The real ``layotto start -c CONFIG`` on private ports."""
+
+    def __init__(self, config: str, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "LAYOTTO_GRPC_PORT": str(self.grpc_port),
+                "LAYOTTO_HTTP_PORT": str(self.http_port),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        self.env.update(env or {})
+        self.process: subprocess.Popen[bytes] | None = None
+        self.output: LineReader | None = None
+        self.known_children: set[int] = set()
+        self.exec_to_ready_s = 0.0
+        self.reported_ready_s: float | None = None
+        self.stop_s: float | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 60) -> None:
+        began = time.monotonic()
+        self.process = spawn(
+            [LAYOTTO, "start", "-c", self.config],
+            env=self.env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.output = LineReader(self.process.stderr)
+        at, line = self.output.wait_for(r"layotto ready in", timeout)
+        self.exec_to_ready_s = at - began
+        found = re.search(r"ready in ([\d.]+) s", line)
+        self.reported_ready_s = float(found.group(1)) if found else None
+        self.children()
+
+    def children(self) -> list[int]:
+        pids = _procfs.children_of(self.pid)
+        self.known_children.update(pids)
+        return pids
+
+    def roles(self) -> dict[str, list[int]]:
+        """supervisor / api / workers, from the children's command lines."""
+        groups: dict[str, list[int]] = {"supervisor": [self.pid], "api": [], "workers": []}
+        for pid in self.children():
+            line = _procfs.cmdline(pid)
+            if "layotto.api" in line:
+                groups["api"].append(pid)
+            else:
+                groups["workers"].append(pid)
+        return groups
+
+    def names(self) -> dict[int, str]:
+        """pid -> "api" / "worker state_demo#0" from the children's log prefixes."""
+        assert self.output is not None
+        found: dict[int, str] = {self.pid: "supervisor"}
+        for _, line in self.output.lines:
+            match = re.search(r"\[((?:api|worker)[^\]]*?) pid (\d+)\]", line)
+            if match:
+                found[int(match.group(2))] = match.group(1)
+        return found
+
+    def stop(self, timeout: float = 40) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.children()
+            began = time.monotonic()
+            _terminate(self.process, timeout)
+            self.stop_s = time.monotonic() - began
+        # The supervisor stops its children; make sure none outlived it.
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in self.known_children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in self.known_children:
+            if _alive(pid) and "layotto" in _procfs.cmdline(pid):
+                print(
+                    f"warning: sidecar child {pid} outlived the supervisor; killing it",
+                    file=sys.stderr,
+                )
+                os.kill(pid, signal.SIGKILL)
+
+
+class Baseline:
+    def __init__(self, redis_address: str) -> None:
+        self.port = free_port()
+        began = time.monotonic()
+        self.process = spawn(
+            [PYTHON, str(BENCH / "_baseline_server.py"), str(self.port), redis_address],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.stop()
+            raise RuntimeError(f"baseline server did not start (said {line!r})")
+        self.exec_to_ready_s = time.monotonic() - began
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        _terminate(self.process, 10)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+class Load:
+    """The load-generator process (bench/_load.py)."""
+
+    def __init__(self) -> None:
+        self.process = spawn(
+            [PYTHON, str(BENCH / "_load.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"load generator exited ({self.process.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # EOF: it exits by itself
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _terminate(self.process, 5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()

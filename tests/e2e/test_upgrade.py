@@ -1,0 +1,205 @@
+"""Hot upgrade, scaling and faults under load, through the real `layotto` command."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_supervision import http_get, pid_of
+from tests.load import Load
+from tests.redis_server import RedisServer
+from tests.sidecar import Sidecar, running_sidecar
+
+# A short connection age keeps each upgrade's drain to about two seconds.
+RUNTIME = "runtime: {max_connection_age: 2, shutdown_grace: 5, request_timeout: 10}\n"
+LISTENERS = (
+    "listeners:\n"
+    "  grpc: '127.0.0.1:${LAYOTTO_GRPC_PORT}'\n"
+    "  http: '127.0.0.1:${LAYOTTO_HTTP_PORT}'\n"
+)
+
+
+def redis_config(state_workers: int = 2, extra: str = "") -> str:
+    redis = "{redisHost: '${REDIS_ADDR}', dialTimeout: 500, readTimeout: 1000, maxRetries: 0}"
+    return (
+        LISTENERS
+        + RUNTIME
+        + "hellos: {helloworld: {type: helloworld}}\n"
+        + f"state: {{state_demo: {{type: redis, workers: {state_workers}, metadata: {redis}}}}}\n"
+        + f"lock: {{lock_demo: {{type: redis, metadata: {redis}}}}}\n"
+        + f"sequencer: {{sequencer_demo: {{type: redis, metadata: {redis}}}}}\n"
+        + extra
+    )
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "layotto.yaml"
+    path.write_text(redis_config())
+    return path
+
+
+@pytest.fixture
+def sidecar(config_file: Path, redis_server: RedisServer) -> Iterator[Sidecar]:
+    with running_sidecar(config_file, {"REDIS_ADDR": redis_server.address}) as running:
+        yield running
+
+
+def assert_clean(load: Load) -> None:
+    result = load.stop()
+    assert result.failures == [], result.by_code
+    assert result.wrong == []
+    assert len(set(result.ids)) == len(result.ids), "a sequencer id was handed out twice"
+    assert result.calls > 0
+
+
+def test_three_upgrades_in_a_row_under_load_fail_no_call(sidecar: Sidecar) -> None:
+    assert sidecar.process is not None
+    supervisor = sidecar.process.pid
+    with Load(sidecar.target) as load:
+        load.wait_for_calls(200)
+        for generation in (2, 3, 4):
+            if generation == 3:
+                os.kill(supervisor, signal.SIGHUP)  # a signal and the command do the same
+                sidecar.wait_for_log(rf"reload: generation {generation} serving")
+            else:
+                result = sidecar.cli("reload", timeout=120)
+                assert result.returncode == 0, result.stderr
+                assert f"generation {generation} serving" in result.stdout
+            load.wait_for_calls(200)
+        assert_clean(load)
+    status = sidecar.cli("status").stdout
+    assert "generation 4" in status and "api@4" in status and "api@1" not in status
+    assert sidecar.process.pid == supervisor and sidecar.process.poll() is None
+
+
+def test_reload_with_a_broken_config_keeps_the_old_generation(
+    sidecar: Sidecar, config_file: Path
+) -> None:
+    with Load(sidecar.target) as load:
+        load.wait_for_calls(100)
+        config_file.write_text(redis_config() + "bogus: 1\n")
+        result = sidecar.cli("reload", timeout=60)
+        assert result.returncode == 1
+        assert "bogus" in result.stderr and str(config_file) in result.stderr
+        load.wait_for_calls(100)
+        assert_clean(load)
+    status = sidecar.cli("status").stdout
+    assert "generation 1" in status and "last reload: FAILED" in status
+    code, ready = http_get(sidecar, "/actuator/health/readiness")
+    assert code == 200 and "bogus" in ready["components"]["last_reload"]["details"]["error"]
+
+
+def test_new_generation_that_cannot_start_is_rolled_back(
+    sidecar: Sidecar, config_file: Path
+) -> None:
+    with Load(sidecar.target) as load:
+        load.wait_for_calls(100)
+        broken = redis_config().replace("maxRetries: 0", "maxRetries: 0, redisDB: many")
+        config_file.write_text(broken)
+        result = sidecar.cli("reload", timeout=120)
+        assert result.returncode == 1
+        assert "did not start" in result.stderr and "FATAL" in result.stderr
+        load.wait_for_calls(100)
+        assert_clean(load)
+    status = sidecar.cli("status").stdout
+    assert "generation 1" in status
+    rows = [line.split()[0] for line in status.splitlines()[3:]]
+    assert sorted(rows) == sorted(
+        ["helloworld#0", "state_demo#0", "state_demo#1", "lock_demo#0", "sequencer_demo#0", "api@1"]
+    )
+
+
+def test_scale_up_and_down_under_load(sidecar: Sidecar) -> None:
+    with Load(sidecar.target) as load:
+        load.wait_for_calls(100)
+        up = sidecar.cli("scale", "state_demo", "4", timeout=120)
+        assert up.returncode == 0, up.stderr
+        load.wait_for_calls(300)
+        rows = [
+            line.split()
+            for line in sidecar.cli("status").stdout.splitlines()
+            if line.startswith("state_demo#")
+        ]
+        assert len(rows) == 4
+        assert all(int(row[7]) > 0 for row in rows), rows  # every replica served calls
+        down = sidecar.cli("scale", "state_demo", "1", timeout=120)
+        assert down.returncode == 0, down.stderr
+        load.wait_for_calls(100)
+        assert_clean(load)
+    rows = [
+        line for line in sidecar.cli("status").stdout.splitlines() if line.startswith("state_demo#")
+    ]
+    assert len(rows) == 1
+
+
+def test_scale_refuses_more_than_one_in_memory_worker(tmp_path: Path) -> None:
+    config = tmp_path / "mem.yaml"
+    config.write_text(LISTENERS + "state: {state_demo: {type: in-memory}}\n")
+    with running_sidecar(config) as sidecar:
+        result = sidecar.cli("scale", "state_demo", "2")
+        assert result.returncode == 1 and "exactly 1 worker" in result.stderr
+
+
+def test_killed_worker_under_load_gives_clean_errors_and_no_duplicates(
+    sidecar: Sidecar,
+) -> None:
+    with Load(sidecar.target) as load:
+        load.wait_for_calls(100)
+        for name in ("sequencer_demo#0", "state_demo#0", "lock_demo#0"):
+            mark = sidecar.mark()
+            os.kill(pid_of(sidecar, name), signal.SIGKILL)
+            sidecar.wait_for_log(rf"{name}: STARTING -> RUNNING", after=mark)
+            load.wait_for_calls(100)
+        result = load.stop()
+    # A call in flight on a killed worker may fail, but only cleanly.
+    assert set(result.by_code) <= {"UNAVAILABLE"}, result.failures
+    assert all("exited while handling" in f for f in result.failures), result.failures
+    assert result.wrong == []
+    assert len(set(result.ids)) == len(result.ids)
+
+
+def test_killed_api_under_load_recovers(sidecar: Sidecar) -> None:
+    with Load(sidecar.target) as load:
+        load.wait_for_calls(100)
+        mark = sidecar.mark()
+        os.kill(pid_of(sidecar, "api@1"), signal.SIGKILL)
+        sidecar.wait_for_log(r"api@1: STARTING -> RUNNING", after=mark)
+        load.wait_for_calls(200)
+        result = load.stop()
+    assert set(result.by_code) <= {"UNAVAILABLE"}, result.failures
+    assert result.wrong == []
+
+
+def test_redis_restart_fails_fast_then_recovers(
+    sidecar: Sidecar, redis_server: RedisServer
+) -> None:
+    from layotto.proto import runtime_pb2 as pb
+
+    redis_server.stop()
+    for worker in ("state_demo#0", "state_demo#1"):
+        sidecar.wait_for_log(rf"{worker}: component DOWN")
+    code, ready = http_get(sidecar, "/actuator/health/readiness")
+    assert code == 503 and ready["components"]["state_demo"]["status"] == "DOWN"
+    with sidecar.stub() as stub:
+        with pytest.raises(Exception) as caught:
+            stub.GetState(pb.GetStateRequest(store_name="state_demo", key="k"), timeout=10)
+        assert "UNAVAILABLE" in str(caught.value)
+        mark = sidecar.mark()
+        redis_server.start_again()
+        for worker in ("state_demo#0", "state_demo#1"):
+            sidecar.wait_for_log(rf"{worker}: component UP", after=mark)
+        stub.SaveState(
+            pb.SaveStateRequest(
+                store_name="state_demo", states=[pb.StateItem(key="k", value=b"back")]
+            ),
+            timeout=10,
+        )
+        assert (
+            stub.GetState(pb.GetStateRequest(store_name="state_demo", key="k"), timeout=10).data
+            == b"back"
+        )
