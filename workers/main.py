@@ -13,7 +13,7 @@ from typing import Any
 from layotto.components.errors import ComponentError
 from layotto.workers import child
 from layotto.workers.blocks import Block, ComponentSpec, open_block
-from layotto.workers.nng_server import ReplySocket
+from layotto.workers.nng_server import ReplySocket, SocketClosedError
 from layotto.workers.protocol import (
     EXIT_CONFIG,
     ProtocolError,
@@ -63,6 +63,15 @@ def serve_frame(block: Block, frame: bytes) -> bytes:
     return encode_batch([serve_one(block, f) for f in frames])
 
 
+def serve_forever(block: Block, sock: ReplySocket) -> None:
+    """Answer requests one at a time until the socket is closed."""
+    try:
+        while True:
+            sock.reply(serve_frame(block, sock.receive()))
+    except SocketClosedError:
+        return
+
+
 def watch_health(block: Block, link: child.ControlLink, stop: threading.Event) -> None:
     last: tuple[str, str] | None = None
     while not stop.is_set():
@@ -100,18 +109,23 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
     threading.Thread(
         target=watch_health, args=(block, link, stop), name="health", daemon=True
     ).start()
+    server = threading.Thread(target=serve_forever, args=(block, sock), name="serve", daemon=True)
+    server.start()
     link.send({"event": "ready", "pid": os.getpid()})
     log.info(
-        "serving %s %s (%s) at %s", component.kind, component.name, component.type, spec["address"]
+        "serving %s %s (%s) at %s",
+        component.kind,
+        component.name,
+        component.type,
+        spec["address"],
     )
-    try:
-        while not stop.is_set():
-            frame = sock.receive()
-            if frame is not None:
-                sock.reply(serve_frame(block, frame))
-    finally:
-        sock.close()
-        block.close()
+    # The main thread only waits: signal handlers run here, never while a
+    # thread sits inside nng's C code.
+    while not stop.wait(1.0) and server.is_alive():
+        pass
+    sock.close()  # ends the blocked receive
+    server.join(timeout=10)
+    block.close()
     log.info("stopped")
     return 0
 

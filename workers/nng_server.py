@@ -2,7 +2,9 @@
 
 A plain synchronous REP socket: the baseline measurements show pynng's sync
 API costs ~27 µs per side where its async API costs 110-180 µs, and a worker
-serves one request at a time anyway.
+serves one request at a time anyway. Receives block without a timeout (a
+polling timeout kept nng's timer threads busy while idle); closing the
+socket from another thread is what ends a blocked receive.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import os
 
 import pynng
 
-# How often a blocked receive wakes up to look at the stop flag: a thread
-# inside nng's C code cannot run Python signal handlers.
-_POLL_MS = 200
+
+class SocketClosedError(Exception):
+    """The socket was closed (the worker is stopping)."""
 
 
 class ReplySocket:
@@ -23,19 +25,22 @@ class ReplySocket:
         if path != address:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # left behind by a killed predecessor in this slot
-        self._sock = pynng.Rep0(recv_timeout=_POLL_MS)
+        self._sock = pynng.Rep0()
         self._sock.listen(address)
 
-    def receive(self) -> bytes | None:
-        """The next request, or None when nothing arrived within the poll interval."""
+    def receive(self) -> bytes:
+        """The next request; raises SocketClosedError once close() was called."""
         try:
             data: bytes = self._sock.recv()
-        except pynng.Timeout:
-            return None
+        except pynng.Closed:
+            raise SocketClosedError from None
         return data
 
     def reply(self, frame: bytes) -> None:
-        self._sock.send(frame)
+        try:
+            self._sock.send(frame)
+        except pynng.Closed:
+            raise SocketClosedError from None
 
     def close(self) -> None:
         self._sock.close()
