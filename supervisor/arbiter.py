@@ -23,7 +23,7 @@ import trio
 
 from layotto.supervisor import lifecycle as lc
 from layotto.supervisor.config import ComponentConfig, Config
-from layotto.supervisor.processes import Launched, exit_status, launch
+from layotto.supervisor.processes import Handle, Zygote, launch
 from layotto.workers.protocol import worker_address
 
 log = logging.getLogger("layotto.supervisor")
@@ -36,14 +36,16 @@ _DOWN = (lc.State.STOPPED, lc.State.FATAL)
 @dataclass
 class Child:
     id: str
-    role: str  # "api" | "worker"
+    role: str  # "api" | "worker" | "zygote"
     generation: int
     module: str
     spec: dict[str, Any]
     proc: lc.Proc
     component: ComponentConfig | None = None
     address: str = ""
-    launched: Launched | None = None
+    launched: Handle | None = None
+    zygote: Zygote | None = None  # the zygote's link, for role "zygote"
+    forked_from: str = ""  # for workers: the zygote to fork from
     health: str = "UNKNOWN"
     health_reason: str = ""
     fatal_reason: str = ""
@@ -67,7 +69,7 @@ class Child:
         uptime = now - self.proc.ready_at if self.proc.ready_at is not None else None
         return {
             "name": self.id,
-            "role": "api"
+            "role": self.role
             if self.component is None
             else f"{self.component.kind}/{self.component.type}",
             "component": self.component.name if self.component else "",
@@ -103,6 +105,7 @@ class Arbiter:
     ready_logged: bool = False
     generation: int = 1
     api_id: str = ""
+    zygote_id: str = ""
     # component -> worker addresses the current API routes to
     routing: dict[str, list[str]] = field(default_factory=dict)
     last_reload: dict[str, Any] | None = None
@@ -115,6 +118,7 @@ class Arbiter:
         self._changed = trio.Event()
         self._worker_numbers: dict[str, itertools.count[int]] = {}
         self.stop_begun = trio.Event()
+        self.zygote_id = self.new_zygote(1).id
         for component in self.config.components:
             self.routing[component.name] = [
                 self.new_worker(component, 1).address for _ in range(component.workers)
@@ -123,7 +127,9 @@ class Arbiter:
 
     # -- building children ------------------------------------------------------
 
-    def new_worker(self, component: ComponentConfig, generation: int) -> Child:
+    def new_worker(
+        self, component: ComponentConfig, generation: int, zygote_id: str | None = None
+    ) -> Child:
         number = next(self._worker_numbers.setdefault(component.name, itertools.count()))
         address = worker_address(self.run_dir, component.name, number)
         spec = {
@@ -147,6 +153,20 @@ class Arbiter:
             lc.Proc(self.config.runtime.start_timeout),
             component,
             address,
+        )
+        child.forked_from = zygote_id or self.zygote_id
+        self.children[child.id] = child
+        return child
+
+    def new_zygote(self, generation: int) -> Child:
+        spec = {"generation": generation, "log_level": self.config.runtime.log_level}
+        child = Child(
+            f"zygote@{generation}",
+            "zygote",
+            generation,
+            "layotto.workers.zygote",
+            spec,
+            lc.Proc(self.config.runtime.start_timeout),
         )
         self.children[child.id] = child
         return child
@@ -202,7 +222,7 @@ class Arbiter:
         if child.launched is not None and child.up:
             self._nursery.start_soon(self._send_line, child.launched, message)
 
-    async def _send_line(self, launched: Launched, message: dict[str, Any]) -> None:
+    async def _send_line(self, launched: Handle, message: dict[str, Any]) -> None:
         try:
             await launched.control.send(json.dumps(message).encode() + b"\n")
         except (OSError, trio.ClosedResourceError):
@@ -362,8 +382,8 @@ class Arbiter:
             if isinstance(action, lc.Spawn):
                 self._nursery.start_soon(self._run_child, child)
             elif isinstance(action, lc.Kill):
-                if child.launched is not None and child.launched.process.returncode is None:
-                    child.launched.process.send_signal(action.signal)
+                if child.launched is not None:
+                    child.launched.signal(action.signal)
             elif isinstance(action, lc.SetTimer):
                 self._nursery.start_soon(self._timer, child.id, action.delay, action.token)
         if after in (lc.State.STOPPED, lc.State.FATAL, lc.State.BACKOFF):
@@ -391,19 +411,37 @@ class Arbiter:
     async def _run_child(self, child: Child) -> None:
         child.fatal_reason = ""
         try:
-            launched = await launch(child.module, child.spec)
-        except OSError as exc:
+            handle = await self._spawn(child)
+        except (OSError, trio.TooSlowError) as exc:
             log.error("%s: cannot start: %s", child.id, exc)
             await self._send.send(("child", child.id, lc.Exited(127)))
             return
-        child.launched = launched
-        await self._send.send(("child", child.id, lc.Spawned(launched.pid)))
+        child.launched = handle
+        if child.role == "zygote":
+            child.zygote = Zygote(handle.control)
+        await self._send.send(("child", child.id, lc.Spawned(handle.pid)))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_messages, child.id, launched.control)
-            await launched.process.wait()
+            nursery.start_soon(self._read_messages, child.id, handle.control)
+            status = await handle.wait()
             nursery.cancel_scope.cancel()
-        launched.control.close()
-        await self._send.send(("child", child.id, lc.Exited(exit_status(launched.process))))
+        handle.control.close()
+        await self._send.send(("child", child.id, lc.Exited(status)))
+
+    async def _spawn(self, child: Child) -> Handle:
+        """Workers are forked by their zygote when it is up; the rest is exec'd."""
+        if child.role == "worker":
+            zygote = self.children.get(child.forked_from) or self.children.get(self.zygote_id)
+            if zygote is not None and zygote.proc.state == lc.State.STARTING:
+                with trio.move_on_after(self.config.runtime.start_timeout):
+                    await self.wait_until(lambda: zygote.proc.state != lc.State.STARTING)
+            if zygote is not None and zygote.up and zygote.zygote is not None:
+                try:
+                    return await zygote.zygote.fork(child.id, child.spec)
+                except (OSError, trio.TooSlowError) as exc:
+                    log.warning(
+                        "%s: the zygote could not fork it (%s); exec instead", child.id, exc
+                    )
+        return await launch(child.module, child.spec)
 
     async def _read_messages(self, child_id: str, sock: trio.socket.SocketType) -> None:
         buffer = b""
@@ -423,8 +461,10 @@ class Arbiter:
 
     def _on_message(self, child: Child, message: dict[str, Any]) -> None:
         event = message.get("event")
-        if event == "ready":
-            if child.role == "api":
+        if child.zygote is not None and event in ("forked", "exited"):
+            child.zygote.on_message(message)
+        elif event == "ready":
+            if child.role != "worker":
                 child.health = "UP"
             self.apply(child, lc.Ready())
         elif event == "health":
@@ -552,7 +592,7 @@ class Arbiter:
         if any(c.role == "api" and not c.down for c in self.children.values()):
             return
         for child in list(self.children.values()):
-            if child.role == "worker" and not child.proc.stop_requested and not child.down:
+            if child.role != "api" and not child.proc.stop_requested and not child.down:
                 self.stop_child(child)
         # wake the loop so it re-checks whether everything is down
         self._send.send_nowait(("noop",))

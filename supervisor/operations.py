@@ -94,8 +94,9 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     for name in plan.lost_data:
         log.warning("reload: in-memory component %s changed; it restarts empty", name)
 
+    zygote = arbiter.new_zygote(generation)  # imports the code as it is on disk now
     new_workers = [
-        arbiter.new_worker(component, generation)
+        arbiter.new_worker(component, generation, zygote.id)
         for component in plan.start
         for _ in range(component.workers)
     ]
@@ -103,17 +104,17 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     for worker in new_workers:
         assert worker.component is not None
         routing.setdefault(worker.component.name, []).append(worker.address)
-    problem = await _start_all(arbiter, new_workers, timeout)
+    problem = await _start_all(arbiter, [zygote, *new_workers], timeout)
     new_api = None
     if problem is None:
         new_api = arbiter.new_api(generation, new_config, routing)
         problem = await _start_all(arbiter, [new_api], timeout)
     if problem is not None:  # roll back: the old generation never stopped serving
-        await _stop_all(arbiter, new_workers + ([new_api] if new_api else []))
+        await _stop_all(arbiter, [zygote, *new_workers] + ([new_api] if new_api else []))
         return _failed(arbiter, started, f"generation {generation} did not start: {problem}")
     assert new_api is not None
 
-    old_api = arbiter.api
+    old_api, old_zygote = arbiter.api, arbiter.children.get(arbiter.zygote_id)
     kept = {address for name in plan.keep for address in arbiter.routing[name]}
     old_workers = [
         c
@@ -122,6 +123,7 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     ]
     arbiter.config, arbiter.generation = new_config, generation
     arbiter.api_id, arbiter.routing = new_api.id, routing
+    arbiter.zygote_id = zygote.id
     if old_api.up:
         arbiter.tell(old_api, {"cmd": "drain"})
         runtime = old_config.runtime
@@ -131,7 +133,7 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
         arbiter.stop_child(old_api)
     await arbiter.wait_until(lambda: old_api.down)  # bounded by its escalation timer
     arbiter.forget([old_api])
-    await _stop_all(arbiter, old_workers)
+    await _stop_all(arbiter, old_workers + ([old_zygote] if old_zygote else []))
     seconds = round(time.monotonic() - started, 3)
     log.info("reload: generation %d serving (%.2f s)", generation, seconds)
     arbiter.last_reload = {

@@ -1,33 +1,66 @@
 """Starting child processes: the supervisor's one way to touch fork/exec.
 
-Children are started by fork+exec of a fresh interpreter (never a bare fork:
-the supervisor's trio runtime is not fork-safe for grpc/nng children, and
-exec picks up upgraded code). Each child gets one end of a socketpair as its
-control link, passed by fd number.
+Two ways in, one handle out. ``launch`` execs a fresh interpreter (the API
+process, the zygote, and workers when no zygote is up): the supervisor's
+trio runtime is never forked. ``Zygote.fork`` asks the zygote, a process that
+has imported everything a worker needs, to fork one: the worker then shares
+those pages instead of importing them again. Each child gets one end of a
+socketpair as its control link.
 """
 
 from __future__ import annotations
 
+import array
+import contextlib
 import json
 import os
+import signal
 import socket
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from layotto.workers.child import CONTROL_FD_ENV, SPEC_ENV
 
+# How long to wait for the zygote's report of a forked worker's exit status
+# after the kernel said it exited.
+_STATUS_WAIT = 1.0
 
-@dataclass
-class Launched:
-    process: trio.Process
+
+class Handle(Protocol):
+    pid: int
     control: trio.socket.SocketType
 
     @property
-    def pid(self) -> int:
-        return int(self.process.pid)
+    def alive(self) -> bool: ...
+
+    def signal(self, signum: int) -> None: ...
+
+    async def wait(self) -> int:
+        """Exit code, or minus the signal number; -1 when unknown."""
+        ...
+
+
+class Launched:
+    """A child the supervisor exec'd itself."""
+
+    def __init__(self, process: trio.Process, control: trio.socket.SocketType) -> None:
+        self.process = process
+        self.pid = int(process.pid)
+        self.control = control
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive:
+            self.process.send_signal(signum)
+
+    async def wait(self) -> int:
+        await self.process.wait()
+        return int(self.process.returncode if self.process.returncode is not None else -1)
 
 
 async def launch(module: str, spec: dict[str, Any]) -> Launched:
@@ -48,7 +81,87 @@ async def launch(module: str, spec: dict[str, Any]) -> Launched:
     return Launched(process, trio.socket.from_stdlib_socket(ours))
 
 
-def exit_status(process: trio.Process) -> int:
-    """Exit code, or minus the signal number, as subprocess reports it."""
-    code = process.returncode
-    return -1 if code is None else int(code)
+class Forked:
+    """A worker the zygote forked: not our child, so its exit is watched
+    through a pidfd and its status comes from the zygote's report."""
+
+    def __init__(self, pid: int, control: trio.socket.SocketType, zygote: Zygote) -> None:
+        self.pid = pid
+        self.control = control
+        self._zygote = zygote
+        self._exited = False
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited
+
+    def signal(self, signum: int) -> None:
+        if not self._exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    async def wait(self) -> int:
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            pidfd = None  # already gone (and reaped by the zygote)
+        if pidfd is not None:
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+        self._exited = True
+        with trio.move_on_after(_STATUS_WAIT):
+            return await self._zygote.exit_status(self.pid)
+        return -1
+
+
+class Zygote:
+    """The supervisor's side of the zygote's control link."""
+
+    def __init__(self, control: trio.socket.SocketType) -> None:
+        self.control = control
+        self._forked: dict[str, trio.MemorySendChannel[int]] = {}
+        self._statuses: dict[int, int] = {}
+        self._status_events: dict[int, trio.Event] = {}
+        self._send_lock = trio.Lock()
+
+    async def fork(self, child_id: str, spec: dict[str, Any]) -> Forked:
+        ours, theirs = socket.socketpair()
+        send, receive = trio.open_memory_channel[int](1)
+        self._forked[child_id] = send
+        try:
+            line = json.dumps({"cmd": "fork", "id": child_id, "spec": spec}).encode() + b"\n"
+            fds = array.array("i", [theirs.fileno()])
+            async with self._send_lock:
+                await self.control.sendmsg([line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            theirs.close()
+            with trio.fail_after(10):
+                pid = await receive.receive()
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        finally:
+            self._forked.pop(child_id, None)
+        return Forked(pid, trio.socket.from_stdlib_socket(ours), self)
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        """Messages of the zygote: ``forked`` (id, pid) and ``exited`` (pid, status)."""
+        if message.get("event") == "forked":
+            waiter = self._forked.get(str(message.get("id")))
+            if waiter is not None:
+                waiter.send_nowait(int(message["pid"]))
+        elif message.get("event") == "exited":
+            pid = int(message["pid"])
+            self._statuses[pid] = int(message["status"])
+            self._status_events.pop(pid, trio.Event()).set()
+
+    async def exit_status(self, pid: int) -> int:
+        if pid not in self._statuses:
+            await self._status_events.setdefault(pid, trio.Event()).wait()
+        return self._statuses.pop(pid)
+
+
+def terminate(handle: Handle) -> None:
+    handle.signal(signal.SIGTERM)

@@ -111,14 +111,20 @@ class Sidecar:
             yield runtime_pb2_grpc.RuntimeStub(channel)
 
     def children(self) -> list[int]:
+        """Every process below the supervisor (workers are the zygote's children)."""
         assert self.process is not None
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        return [int(p) for p in out.split()]
+        found: list[int] = []
+        parents = [self.process.pid]
+        while parents:
+            out = subprocess.run(
+                ["ps", "-o", "pid=", "--ppid", ",".join(map(str, parents))],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            parents = [int(p) for p in out.split()]
+            found += parents
+        return found
 
     def stop(self, timeout: float = 30) -> int:
         if self.process is None or self.process.poll() is not None:

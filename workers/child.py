@@ -30,10 +30,11 @@ def load_spec() -> dict[str, Any]:
     return spec
 
 
-def setup_logging(role: str, level: str) -> None:
+def setup_logging(role: str, level: str, force: bool = False) -> None:
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
         format=f"%(asctime)s %(levelname)s [{role} pid %(process)d] %(name)s: %(message)s",
+        force=force,  # a worker forked by the zygote replaces the zygote's setup
     )
 
 

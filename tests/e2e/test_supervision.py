@@ -88,7 +88,7 @@ def test_status_actuator_and_stop() -> None:
         assert http_get(sidecar, "/actuator/nothing")[0] == 404
 
         children = sidecar.children()
-        assert len(children) == 5
+        assert len(children) == 6  # zygote, api, four workers
         stopped = sidecar.cli("stop")
         assert stopped.returncode == 0, stopped.stderr
         assert sidecar.process is not None
@@ -260,3 +260,25 @@ def test_sighup_does_not_kill_the_sidecar() -> None:
         sidecar.wait_for_log(r"received SIGHUP", after=mark)
         assert hello(sidecar) == "greeting, x"
         assert sidecar.process.poll() is None
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_workers_are_forked_by_the_zygote_and_survive_its_death() -> None:
+    with running_sidecar(STANDALONE) as sidecar:
+        zygote = pid_of(sidecar, "zygote@1")
+        workers = [pid_of(sidecar, n) for n in ("helloworld#0", "state_demo#0", "lock_demo#0")]
+        assert all(parent_of(w) == zygote for w in workers)
+        mark = sidecar.mark()
+        os.kill(zygote, signal.SIGKILL)
+        sidecar.wait_for_log(r"zygote@1: STARTING -> RUNNING", after=mark)
+        assert hello(sidecar) == "greeting, x"  # its workers kept serving
+        assert all(_alive(w) for w in workers)
+        mark = sidecar.mark()
+        os.kill(pid_of(sidecar, "helloworld#0"), signal.SIGKILL)
+        sidecar.wait_for_log(r"helloworld#0: STARTING -> RUNNING", after=mark)
+        assert parent_of(pid_of(sidecar, "helloworld#0")) == pid_of(sidecar, "zygote@1")
+        assert hello(sidecar) == "greeting, x"

@@ -75,6 +75,13 @@ def test_three_upgrades_in_a_row_under_load_fail_no_call(sidecar: Sidecar) -> No
     status = sidecar.cli("status").stdout
     assert "generation 4" in status and "api@4" in status and "api@1" not in status
     assert sidecar.process.pid == supervisor and sidecar.process.poll() is None
+    # upgraded code runs: the new workers were forked by the new generation's zygote
+    assert "zygote@4" in status and "zygote@1" not in status
+    from tests.e2e.test_supervision import parent_of
+
+    workers = [line.split()[0] for line in status.splitlines() if line.startswith("state_demo#")]
+    assert len(workers) == 2
+    assert all(parent_of(pid_of(sidecar, w)) == pid_of(sidecar, "zygote@4") for w in workers)
 
 
 def test_reload_with_a_broken_config_keeps_the_old_generation(
@@ -110,7 +117,15 @@ def test_new_generation_that_cannot_start_is_rolled_back(
     assert "generation 1" in status
     rows = [line.split()[0] for line in status.splitlines()[3:]]
     assert sorted(rows) == sorted(
-        ["helloworld#0", "state_demo#0", "state_demo#1", "lock_demo#0", "sequencer_demo#0", "api@1"]
+        [
+            "zygote@1",
+            "helloworld#0",
+            "state_demo#0",
+            "state_demo#1",
+            "lock_demo#0",
+            "sequencer_demo#0",
+            "api@1",
+        ]
     )
 
 

@@ -1,0 +1,114 @@
+"""The zygote: a process that imports everything a worker needs, then forks workers.
+
+A worker forked from here shares the interpreter's and the modules' pages
+with the zygote and with every other worker, instead of importing them
+again (the baseline measured ~18 MiB saved per worker, and 0.25 s of start-up
+CPU). It is safe because the zygote never opens an nng socket (pynng only
+refuses to run in a child after the parent *used* nng), and its one other
+thread, the reaper, holds no lock the child could need.
+
+Protocol on the control link: the supervisor sends ``{"cmd": "fork", "id",
+"spec"}`` with the new worker's control socket attached (SCM_RIGHTS); the
+zygote answers ``{"event": "forked", "id", "pid"}`` and later
+``{"event": "exited", "pid", "status"}``.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from typing import Any
+
+from layotto.components import registry
+from layotto.workers import child
+from layotto.workers import main as worker_main
+
+log = logging.getLogger("layotto.zygote")
+
+
+def preload() -> None:
+    """Import every backend now, so forked workers share it."""
+    for spec in registry.TYPES.values():
+        importlib.import_module(spec.factory.split(":")[0])
+    gc.collect()
+    gc.freeze()  # keep the shared objects out of the collector's writes
+
+
+class Zygote:
+    def __init__(self, link: child.ControlLink, sock: socket.socket) -> None:
+        self.link = link
+        self.sock = sock
+        self.fds: list[int] = []
+        self.children = threading.Semaphore(0)
+
+    def serve(self) -> int:
+        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+        self.link.send({"event": "ready", "pid": os.getpid()})
+        buffer = b""
+        while True:
+            data, fds, _, _ = socket.recv_fds(self.sock, 65536, 16)
+            if not data:
+                return 0  # the supervisor is gone
+            self.fds.extend(fds)
+            buffer += data
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                message = json.loads(line)
+                if message.get("cmd") == "fork":
+                    self._fork(message)
+
+    def _fork(self, message: dict[str, Any]) -> None:
+        fd = self.fds.pop(0)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(self._run_worker(message["spec"], fd))
+        os.close(fd)
+        self.children.release()
+        self.link.send({"event": "forked", "id": message["id"], "pid": pid})
+
+    def _run_worker(self, spec: dict[str, Any], fd: int) -> int:
+        """In the forked child: become the worker."""
+        try:
+            self.sock.close()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            child.setup_logging(
+                f"worker {spec['name']}#{spec['slot']}", spec.get("log_level", "INFO"), force=True
+            )
+            code = worker_main.run(spec, child.ControlLink(socket.socket(fileno=fd)))
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code
+
+    def _reap(self) -> None:
+        """Report each worker's exit status (only the parent can collect it)."""
+        while True:
+            self.children.acquire()
+            pid, status = os.wait()
+            self.link.send(
+                {"event": "exited", "pid": pid, "status": os.waitstatus_to_exitcode(status)}
+            )
+
+
+def main() -> None:
+    spec = child.load_spec()
+    child.setup_logging(f"zygote gen {spec.get('generation', 0)}", spec.get("log_level", "INFO"))
+    child.ignore_terminal_signals()
+    preload()
+    sock = socket.socket(fileno=int(os.environ[child.CONTROL_FD_ENV]))
+    sys.exit(Zygote(child.ControlLink(sock), sock).serve())
+
+
+if __name__ == "__main__":
+    main()
