@@ -76,7 +76,7 @@ class RuntimeConfig:
     request_timeout: float = 5.0  # deadline of a call that carries no gRPC deadline
     shutdown_grace: float = 10.0  # time in-flight calls get on stop
     start_timeout: float = 20.0  # time a child may take to report ready
-    max_connection_age: float = 30.0  # gRPC GOAWAY age, so clients follow a hot upgrade
+    max_connection_age: float = 5.0  # gRPC GOAWAY age: a hot upgrade drains in about this long
     log_level: str = "INFO"
 
 

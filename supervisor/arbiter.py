@@ -220,13 +220,25 @@ class Arbiter:
 
     def tell(self, child: Child, message: dict[str, Any]) -> None:
         if child.launched is not None and child.up:
-            self._nursery.start_soon(self._send_line, child.launched, message)
+            self._start_task(self._send_line, child.launched, message)
 
     async def _send_line(self, launched: Handle, message: dict[str, Any]) -> None:
         try:
             await launched.control.send(json.dumps(message).encode() + b"\n")
         except (OSError, trio.ClosedResourceError):
             log.warning("could not reach pid %d over its control link", launched.pid)
+
+    def _start_task(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run a task in the supervisor's nursery; a bug in one task is logged,
+        never allowed to take the supervisor (and every child) down."""
+
+        async def guarded() -> None:
+            try:
+                await function(*args)
+            except Exception:
+                log.exception("supervisor task %s failed", getattr(function, "__name__", "?"))
+
+        self._nursery.start_soon(guarded)
 
     # -- waiting (used by operations) ---------------------------------------------
 
@@ -380,12 +392,12 @@ class Arbiter:
             self._log_transition(child, before, after)
         for action in actions:
             if isinstance(action, lc.Spawn):
-                self._nursery.start_soon(self._run_child, child)
+                self._start_task(self._run_child, child)
             elif isinstance(action, lc.Kill):
                 if child.launched is not None:
                     child.launched.signal(action.signal)
             elif isinstance(action, lc.SetTimer):
-                self._nursery.start_soon(self._timer, child.id, action.delay, action.token)
+                self._start_task(self._timer, child.id, action.delay, action.token)
         if after in (lc.State.STOPPED, lc.State.FATAL, lc.State.BACKOFF):
             child.health = "UNKNOWN"
         self._notify()
@@ -420,12 +432,15 @@ class Arbiter:
         if child.role == "zygote":
             child.zygote = Zygote(handle.control)
         await self._send.send(("child", child.id, lc.Spawned(handle.pid)))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_messages, child.id, handle.control)
-            status = await handle.wait()
-            nursery.cancel_scope.cancel()
-        handle.control.close()
-        await self._send.send(("child", child.id, lc.Exited(status)))
+        status = -1
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_messages, child.id, handle.control)
+                status = await handle.wait()
+                nursery.cancel_scope.cancel()
+        finally:  # whatever happened, the state machine must hear of the exit
+            handle.control.close()
+            await self._send.send(("child", child.id, lc.Exited(status)))
 
     async def _spawn(self, child: Child) -> Handle:
         """Workers are forked by their zygote when it is up; the rest is exec'd."""
@@ -444,9 +459,13 @@ class Arbiter:
         return await launch(child.module, child.spec)
 
     async def _read_messages(self, child_id: str, sock: trio.socket.SocketType) -> None:
+        """Until EOF; a reset link (a child killed with unread data) is an EOF too."""
         buffer = b""
         while True:
-            chunk = await sock.recv(65536)
+            try:
+                chunk = await sock.recv(65536)
+            except OSError:
+                return
             if not chunk:
                 return
             buffer += chunk
@@ -498,7 +517,7 @@ class Arbiter:
         from layotto.supervisor import operations
 
         if command.name == "status":
-            self._nursery.start_soon(self._status, command)
+            self._start_task(self._status, command)
         elif command.name == "stop":
             self.begin_stop()
             command.reply.send_nowait({"ok": True})
@@ -540,7 +559,7 @@ class Arbiter:
             if command is not None:
                 command.reply.send_nowait(answer)
 
-        self._nursery.start_soon(run)
+        self._start_task(run)
 
     async def _status(self, command: Command) -> None:
         api = self.api
@@ -551,7 +570,7 @@ class Arbiter:
                 await api.launched.control.send(b'{"cmd":"stats"}\n')
                 with trio.move_on_after(1.0):
                     await receive.receive()
-            except OSError:
+            except (OSError, trio.ClosedResourceError):
                 pass
         now = time.monotonic()
         rows = []

@@ -151,6 +151,13 @@ def running_sidecar(
     try:
         sidecar.start(timeout)
         yield sidecar
+    except BaseException:
+        # pytest shows captured output of a failed test: include the sidecar's log
+        print(
+            "\n".join(["--- sidecar log (last 80 lines) ---", *sidecar.lines[-80:]]),
+            file=sys.stderr,
+        )
+        raise
     finally:
         try:
             sidecar.stop()

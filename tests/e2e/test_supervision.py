@@ -252,14 +252,30 @@ def test_redis_down_gives_unavailable_and_not_ready() -> None:
         assert dead in (caught.value.details() or "")
 
 
-def test_sighup_does_not_kill_the_sidecar() -> None:
+def test_sighup_upgrade_keeps_in_memory_data() -> None:
     with running_sidecar(STANDALONE) as sidecar:
         assert sidecar.process is not None
-        mark = sidecar.mark()
-        sidecar.process.send_signal(signal.SIGHUP)
-        sidecar.wait_for_log(r"received SIGHUP", after=mark)
+        with sidecar.stub() as stub:
+            stub.SaveState(
+                pb.SaveStateRequest(
+                    store_name="state_demo",
+                    states=[pb.StateItem(key="kept", value=b"across the upgrade")],
+                ),
+                timeout=10,
+            )
+            mark = sidecar.mark()
+            sidecar.process.send_signal(signal.SIGHUP)
+            sidecar.wait_for_log(r"reload: generation 2 serving", after=mark, timeout=60)
+            got = stub.GetState(
+                pb.GetStateRequest(store_name="state_demo", key="kept"),
+                timeout=10,
+                wait_for_ready=True,
+            )
+        assert got.data == b"across the upgrade"
         assert hello(sidecar) == "greeting, x"
-        assert sidecar.process.poll() is None
+        status = sidecar.cli("status").stdout
+        assert "api@2" in status and "helloworld#1" in status  # replaced
+        assert "state_demo#0" in status  # in-memory, unchanged: kept
 
 
 def parent_of(pid: int) -> int:
