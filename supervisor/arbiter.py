@@ -334,7 +334,10 @@ class Arbiter:
                 self.start(child)
             task_status.started()
             async for event in self._receive:
-                self._handle(event)
+                try:
+                    self._handle(event)
+                except Exception:  # one bad event must not orphan every child
+                    log.exception("supervisor failed to handle %r", event[:2])
                 if self.stopping and self._all_down():
                     break
             nursery.cancel_scope.cancel()
