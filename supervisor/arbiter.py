@@ -45,7 +45,7 @@ class Child:
     address: str = ""
     launched: Handle | None = None
     zygote: Zygote | None = None  # the zygote's link, for role "zygote"
-    forked_from: str = ""  # for workers: the zygote to fork from
+    forked_from: str = ""  # for workers and the API: the zygote to fork from
     health: str = "UNKNOWN"
     health_reason: str = ""
     fatal_reason: str = ""
@@ -171,7 +171,13 @@ class Arbiter:
         self.children[child.id] = child
         return child
 
-    def new_api(self, generation: int, config: Config, routing: dict[str, list[str]]) -> Child:
+    def new_api(
+        self,
+        generation: int,
+        config: Config,
+        routing: dict[str, list[str]],
+        zygote_id: str | None = None,
+    ) -> Child:
         spec = {
             "config": config.to_json(),
             "run_dir": self.run_dir,
@@ -186,6 +192,7 @@ class Arbiter:
             "layotto.api.main",
             spec,
             lc.Proc(config.runtime.start_timeout),
+            forked_from=zygote_id or self.zygote_id,
         )
         self.children[child.id] = child
         return child
@@ -446,15 +453,16 @@ class Arbiter:
             await self._send.send(("child", child.id, lc.Exited(status)))
 
     async def _spawn(self, child: Child) -> Handle:
-        """Workers are forked by their zygote when it is up; the rest is exec'd."""
-        if child.role == "worker":
+        """Workers and the API process are forked by their zygote when it is
+        up (they then share its imported modules); otherwise exec'd."""
+        if child.role in ("worker", "api"):
             zygote = self.children.get(child.forked_from) or self.children.get(self.zygote_id)
             if zygote is not None and zygote.proc.state == lc.State.STARTING:
                 with trio.move_on_after(self.config.runtime.start_timeout):
                     await self.wait_until(lambda: zygote.proc.state != lc.State.STARTING)
             if zygote is not None and zygote.up and zygote.zygote is not None:
                 try:
-                    return await zygote.zygote.fork(child.id, child.spec)
+                    return await zygote.zygote.fork(child.id, child.role, child.spec)
                 except (OSError, trio.TooSlowError) as exc:
                     log.warning(
                         "%s: the zygote could not fork it (%s); exec instead", child.id, exc

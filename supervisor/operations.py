@@ -107,7 +107,7 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     problem = await _start_all(arbiter, [zygote, *new_workers], timeout)
     new_api = None
     if problem is None:
-        new_api = arbiter.new_api(generation, new_config, routing)
+        new_api = arbiter.new_api(generation, new_config, routing, zygote.id)
         problem = await _start_all(arbiter, [new_api], timeout)
     if problem is not None:  # roll back: the old generation never stopped serving
         await _stop_all(arbiter, [zygote, *new_workers] + ([new_api] if new_api else []))

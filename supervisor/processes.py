@@ -126,12 +126,13 @@ class Zygote:
         self._status_events: dict[int, trio.Event] = {}
         self._send_lock = trio.Lock()
 
-    async def fork(self, child_id: str, spec: dict[str, Any]) -> Forked:
+    async def fork(self, child_id: str, role: str, spec: dict[str, Any]) -> Forked:
         ours, theirs = socket.socketpair()
         send, receive = trio.open_memory_channel[int](1)
         self._forked[child_id] = send
         try:
-            line = json.dumps({"cmd": "fork", "id": child_id, "spec": spec}).encode() + b"\n"
+            request = {"cmd": "fork", "id": child_id, "role": role, "spec": spec}
+            line = json.dumps(request).encode() + b"\n"
             fds = array.array("i", [theirs.fileno()])
             async with self._send_lock:
                 await self.control.sendmsg([line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])

@@ -8,7 +8,8 @@ refuses to run in a child after the parent *used* nng), and its one other
 thread, the reaper, holds no lock the child could need.
 
 Protocol on the control link: the supervisor sends ``{"cmd": "fork", "id",
-"spec"}`` with the new worker's control socket attached (SCM_RIGHTS); the
+"role", "spec"}`` (role "worker" or "api") with the new child's control socket
+attached (SCM_RIGHTS); the
 zygote answers ``{"event": "forked", "id", "pid"}`` and later
 ``{"event": "exited", "pid", "status"}``.
 """
@@ -35,9 +36,12 @@ log = logging.getLogger("layotto.zygote")
 
 
 def preload() -> None:
-    """Import every backend now, so forked workers share it."""
+    """Import every backend and the API process's code now, so forked
+    children share it. Importing grpc starts no thread and initialises
+    nothing (checked: a child forked after the import serves gRPC)."""
     for spec in registry.TYPES.values():
         importlib.import_module(spec.factory.split(":")[0])
+    importlib.import_module("layotto.api.main")
     gc.collect()
     gc.freeze()  # keep the shared objects out of the collector's writes
 
@@ -69,20 +73,26 @@ class Zygote:
         fd = self.fds.pop(0)
         pid = os.fork()
         if pid == 0:
-            os._exit(self._run_worker(message["spec"], fd))
+            os._exit(self._run_child(message.get("role", "worker"), message["spec"], fd))
         os.close(fd)
         self.children.release()
         self.link.send({"event": "forked", "id": message["id"], "pid": pid})
 
-    def _run_worker(self, spec: dict[str, Any], fd: int) -> int:
-        """In the forked child: become the worker."""
+    def _run_child(self, role: str, spec: dict[str, Any], fd: int) -> int:
+        """In the forked child: become the worker or the API process."""
         try:
             self.sock.close()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            child.setup_logging(
-                f"worker {spec['name']}#{spec['slot']}", spec.get("log_level", "INFO"), force=True
-            )
-            code = worker_main.run(spec, child.ControlLink(socket.socket(fileno=fd)))
+            link = child.ControlLink(socket.socket(fileno=fd))
+            level = spec.get("log_level", "INFO")
+            if role == "api":
+                from layotto.api.main import ApiProcess
+
+                child.setup_logging(f"api gen {spec.get('generation', 0)}", level, force=True)
+                code = ApiProcess(spec, link).run()
+            else:
+                child.setup_logging(f"worker {spec['name']}#{spec['slot']}", level, force=True)
+                code = worker_main.run(spec, link)
         except BaseException:
             traceback.print_exc()
             code = 1

@@ -283,11 +283,12 @@ def parent_of(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
-def test_workers_are_forked_by_the_zygote_and_survive_its_death() -> None:
+def test_workers_and_api_are_forked_by_the_zygote_and_survive_its_death() -> None:
     with running_sidecar(STANDALONE) as sidecar:
         zygote = pid_of(sidecar, "zygote@1")
         workers = [pid_of(sidecar, n) for n in ("helloworld#0", "state_demo#0", "lock_demo#0")]
         assert all(parent_of(w) == zygote for w in workers)
+        assert parent_of(pid_of(sidecar, "api@1")) == zygote
         mark = sidecar.mark()
         os.kill(zygote, signal.SIGKILL)
         sidecar.wait_for_log(r"zygote@1: STARTING -> RUNNING", after=mark)
