@@ -15,6 +15,7 @@ from typing import Any
 import h11
 import trio
 
+from layotto.supervisor import health
 from layotto.supervisor.arbiter import Arbiter
 
 log = logging.getLogger("layotto.actuator")
@@ -29,9 +30,9 @@ def route(arbiter: Arbiter, method: str, target: str) -> tuple[int, dict[str, An
     if method not in ("GET", "HEAD"):
         return 405, {"error": f"method {method} not allowed; use GET"}
     if path == "/actuator/health/liveness":
-        ok, components = arbiter.liveness()
+        ok, components = health.liveness(arbiter)
     elif path in ("/actuator/health/readiness", "/actuator/health"):
-        ok, components = arbiter.readiness()
+        ok, components = health.readiness(arbiter)
     elif path == "/actuator/info":
         return 200, {
             "app": {"name": "layotto-py", "version": VERSION, "app_id": arbiter.config.app.app_id}

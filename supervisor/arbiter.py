@@ -21,7 +21,9 @@ from typing import Any
 
 import trio
 
+from layotto.supervisor import health
 from layotto.supervisor import lifecycle as lc
+from layotto.supervisor.children import Child
 from layotto.supervisor.config import ComponentConfig, Config
 from layotto.supervisor.processes import Handle, Zygote, launch
 from layotto.workers.protocol import worker_address
@@ -30,62 +32,6 @@ log = logging.getLogger("layotto.supervisor")
 
 # A worker that ignores SIGTERM this long is killed.
 WORKER_STOP_GRACE = 5.0
-_DOWN = (lc.State.STOPPED, lc.State.FATAL)
-
-
-@dataclass
-class Child:
-    id: str
-    role: str  # "api" | "worker" | "zygote"
-    generation: int
-    module: str
-    spec: dict[str, Any]
-    proc: lc.Proc
-    component: ComponentConfig | None = None
-    address: str = ""
-    launched: Handle | None = None
-    zygote: Zygote | None = None  # the zygote's link, for role "zygote"
-    forked_from: str = ""  # for workers and the API: the zygote to fork from
-    health: str = "UNKNOWN"
-    health_reason: str = ""
-    fatal_reason: str = ""
-
-    @property
-    def up(self) -> bool:
-        return self.proc.state == lc.State.RUNNING
-
-    @property
-    def down(self) -> bool:
-        return self.proc.state in _DOWN
-
-    @property
-    def healthy(self) -> bool:
-        return self.up and self.health == "UP"
-
-    def reason(self) -> str:
-        return self.fatal_reason or self.proc.reason or self.health_reason
-
-    def row(self, now: float, requests: int | None) -> dict[str, Any]:
-        uptime = now - self.proc.ready_at if self.proc.ready_at is not None else None
-        return {
-            "name": self.id,
-            "role": self.role
-            if self.component is None
-            else f"{self.component.kind}/{self.component.type}",
-            "component": self.component.name if self.component else "",
-            "generation": self.generation,
-            "pid": self.proc.pid,
-            "state": self.proc.state.value,
-            "restarts": self.proc.restarts,
-            "uptime": uptime,
-            "health": self.health,
-            "requests": requests,
-            "reason": self.reason(),
-        }
-
-
-class BusyError(Exception):
-    """Another reload or scale is under way."""
 
 
 @dataclass
@@ -270,65 +216,6 @@ class Arbiter:
         send, receive = trio.open_memory_channel[dict[str, Any]](1)
         await self._send.send(("command", Command(name, args or {}, send)))
         return await receive.receive()
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """UP only when the API and every component have a running, healthy worker."""
-        components: dict[str, Any] = {}
-        api = self.api
-        components["api"] = {
-            "status": "UP" if api.up else "DOWN",
-            "details": {
-                "state": api.proc.state.value,
-                "pid": api.proc.pid,
-                "generation": api.generation,
-                **({"reason": api.reason()} if api.reason() else {}),
-            },
-        }
-        for component in self.config.components:
-            workers = self.workers_of(component.name)
-            healthy = [w for w in workers if w.healthy]
-            reasons = sorted({w.reason() for w in workers if not w.healthy} - {""})
-            components[component.name] = {
-                "status": "UP" if healthy else "DOWN",
-                "details": {
-                    "kind": component.kind,
-                    "type": component.type,
-                    "ready_workers": len(healthy),
-                    "workers": len(workers),
-                    **({"reason": "; ".join(reasons)} if reasons else {}),
-                },
-            }
-            for w in workers:
-                components[w.id] = {
-                    "status": "UP" if w.healthy else "DOWN",
-                    "details": {
-                        "pid": w.proc.pid,
-                        "state": w.proc.state.value,
-                        "restarts": w.proc.restarts,
-                        **({"reason": w.reason()} if not w.healthy else {}),
-                    },
-                }
-        if self.last_reload is not None and not self.last_reload["ok"]:
-            components["last_reload"] = {"status": "UP", "details": self.last_reload}
-        ok = not self.stopping and all(
-            v["status"] == "UP" for k, v in components.items() if "#" not in k
-        )
-        return ok, components
-
-    def liveness(self) -> tuple[bool, dict[str, Any]]:
-        """DOWN only for what cannot heal by itself: a FATAL child or shutdown."""
-        components = {
-            c.id: {
-                "status": "DOWN" if c.proc.state == lc.State.FATAL else "UP",
-                "details": {
-                    "state": c.proc.state.value,
-                    **({"reason": c.reason()} if c.proc.state == lc.State.FATAL else {}),
-                },
-            }
-            for c in self.children.values()
-        }
-        ok = not self.stopping and all(v["status"] == "UP" for v in components.values())
-        return ok, components
 
     # -- the loop ---------------------------------------------------------------
 
@@ -590,7 +477,7 @@ class Arbiter:
             if child.component is not None:
                 requests = self._last_stats.get(child.component.name, {}).get(child.address)
             rows.append(child.row(now, requests))
-        ready, _ = self.readiness()
+        ready, _ = health.readiness(self)
         command.reply.send_nowait(
             {
                 "ok": True,

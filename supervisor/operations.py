@@ -21,7 +21,8 @@ from layotto.supervisor.config import ConfigError
 from layotto.supervisor.plan import ReloadRefusedError, plan_reload
 
 if TYPE_CHECKING:
-    from layotto.supervisor.arbiter import Arbiter, Child
+    from layotto.supervisor.arbiter import Arbiter
+    from layotto.supervisor.children import Child
 
 log = logging.getLogger("layotto.supervisor")
 

@@ -1,0 +1,71 @@
+"""Readiness and liveness, as the actuator reports them, from the supervisor's table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from layotto.supervisor import lifecycle as lc
+
+if TYPE_CHECKING:
+    from layotto.supervisor.arbiter import Arbiter
+
+
+def readiness(arbiter: Arbiter) -> tuple[bool, dict[str, Any]]:
+    """UP only when the API and every component have a running, healthy worker."""
+    components: dict[str, Any] = {}
+    api = arbiter.api
+    components["api"] = {
+        "status": "UP" if api.up else "DOWN",
+        "details": {
+            "state": api.proc.state.value,
+            "pid": api.proc.pid,
+            "generation": api.generation,
+            **({"reason": api.reason()} if api.reason() else {}),
+        },
+    }
+    for component in arbiter.config.components:
+        workers = arbiter.workers_of(component.name)
+        healthy = [w for w in workers if w.healthy]
+        reasons = sorted({w.reason() for w in workers if not w.healthy} - {""})
+        components[component.name] = {
+            "status": "UP" if healthy else "DOWN",
+            "details": {
+                "kind": component.kind,
+                "type": component.type,
+                "ready_workers": len(healthy),
+                "workers": len(workers),
+                **({"reason": "; ".join(reasons)} if reasons else {}),
+            },
+        }
+        for w in workers:
+            components[w.id] = {
+                "status": "UP" if w.healthy else "DOWN",
+                "details": {
+                    "pid": w.proc.pid,
+                    "state": w.proc.state.value,
+                    "restarts": w.proc.restarts,
+                    **({"reason": w.reason()} if not w.healthy else {}),
+                },
+            }
+    if arbiter.last_reload is not None and not arbiter.last_reload["ok"]:
+        components["last_reload"] = {"status": "UP", "details": arbiter.last_reload}
+    ok = not arbiter.stopping and all(
+        v["status"] == "UP" for k, v in components.items() if "#" not in k
+    )
+    return ok, components
+
+
+def liveness(arbiter: Arbiter) -> tuple[bool, dict[str, Any]]:
+    """DOWN only for what cannot heal by itself: a FATAL child or shutdown."""
+    components = {
+        c.id: {
+            "status": "DOWN" if c.proc.state == lc.State.FATAL else "UP",
+            "details": {
+                "state": c.proc.state.value,
+                **({"reason": c.reason()} if c.proc.state == lc.State.FATAL else {}),
+            },
+        }
+        for c in arbiter.children.values()
+    }
+    ok = not arbiter.stopping and all(v["status"] == "UP" for v in components.values())
+    return ok, components
