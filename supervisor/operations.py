@@ -134,7 +134,9 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
         arbiter.stop_child(old_api)
     await arbiter.wait_until(lambda: old_api.down)  # bounded by its escalation timer
     arbiter.forget([old_api])
-    await _stop_all(arbiter, old_workers + ([old_zygote] if old_zygote else []))
+    await _stop_all(arbiter, old_workers)
+    if old_zygote is not None:  # after its workers, so they are not orphaned
+        await _stop_all(arbiter, [old_zygote])
     seconds = round(time.monotonic() - started, 3)
     log.info("reload: generation %d serving (%.2f s)", generation, seconds)
     arbiter.last_reload = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from layotto.workers.child import CONTROL_FD_ENV, SPEC_ENV
 # How long to wait for the zygote's report of a forked worker's exit status
 # after the kernel said it exited.
 _STATUS_WAIT = 1.0
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 class Handle(Protocol):
@@ -111,9 +113,31 @@ class Forked:
             finally:
                 os.close(pidfd)
         self._exited = True
+        # Orphaned by a zygote that exited first, it is the supervisor's child
+        # (a subreaper): collect it here. Otherwise the zygote reports it.
+        status = _reap_if_ours(self.pid)
+        if status is not None:
+            return status
         with trio.move_on_after(_STATUS_WAIT):
             return await self._zygote.exit_status(self.pid)
-        return -1
+        status = _reap_if_ours(self.pid)
+        return -1 if status is None else status
+
+
+def _reap_if_ours(pid: int) -> int | None:
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if reaped == pid else None
+
+
+def become_subreaper() -> None:
+    """Adopt the orphans of our children (workers whose zygote exited), so
+    they are reaped here instead of by PID 1, with their exit status."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 class Zygote:

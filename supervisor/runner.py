@@ -21,6 +21,7 @@ from layotto.supervisor.actuator import serve_actuator
 from layotto.supervisor.arbiter import Arbiter
 from layotto.supervisor.config import Address, Config
 from layotto.supervisor.control import serve_control, socket_path
+from layotto.supervisor.processes import become_subreaper
 
 log = logging.getLogger("layotto.supervisor")
 
@@ -103,6 +104,7 @@ async def bind_http(address: Address) -> trio.SocketListener:
 
 
 async def supervise(config: Config) -> None:
+    become_subreaper()
     run_dir = config.run_dir()
     pid_file = claim_pid_file(run_dir)
     try:

@@ -299,3 +299,18 @@ def test_workers_and_api_are_forked_by_the_zygote_and_survive_its_death() -> Non
         sidecar.wait_for_log(r"helloworld#0: STARTING -> RUNNING", after=mark)
         assert parent_of(pid_of(sidecar, "helloworld#0")) == pid_of(sidecar, "zygote@1")
         assert hello(sidecar) == "greeting, x"
+
+
+def test_workers_orphaned_by_an_old_zygote_are_adopted_by_the_supervisor() -> None:
+    with running_sidecar(STANDALONE) as sidecar:
+        assert sidecar.process is not None
+        mark = sidecar.mark()
+        sidecar.process.send_signal(signal.SIGHUP)
+        sidecar.wait_for_log(r"reload: generation 2 serving", after=mark, timeout=60)
+        kept = pid_of(sidecar, "state_demo#0")  # in-memory: kept across the upgrade
+        assert parent_of(kept) == sidecar.process.pid  # zygote@1 is gone
+        mark = sidecar.mark()
+        os.kill(kept, signal.SIGKILL)
+        # its real exit status is known (it is reaped by the supervisor)
+        sidecar.wait_for_log(r"state_demo#0: RUNNING -> BACKOFF \(killed by SIGKILL\)", after=mark)
+        sidecar.wait_for_log(r"state_demo#0: STARTING -> RUNNING", after=mark)
