@@ -1,0 +1,75 @@
+"""The reload plan: a pure diff of the running config and the new one."""
+
+from __future__ import annotations
+
+import pytest
+
+from layotto.supervisor.config import Config, parse
+from layotto.supervisor.plan import ReloadRefusedError, plan_reload
+
+BASE = """
+listeners: {grpc: "127.0.0.1:34904", http: "127.0.0.1:34999"}
+hellos: {helloworld: {type: helloworld}}
+state:
+  mem: {type: in-memory}
+  cache: {type: redis, workers: 2, metadata: {redisHost: "127.0.0.1:6379"}}
+lock: {locks: {type: in-memory}}
+"""
+
+
+def config(text: str = BASE, source: str = "layotto.yaml") -> Config:
+    return parse(text, source, environ={})
+
+
+def test_unchanged_config_restarts_everything_but_in_memory_components() -> None:
+    plan = plan_reload(config(), config())
+    assert sorted(c.name for c in plan.start) == ["cache", "helloworld"]
+    assert sorted(plan.keep) == ["locks", "mem"]
+    assert sorted(plan.retire) == ["cache", "helloworld"]
+    assert plan.removed == () and plan.lost_data == ()
+
+
+def test_changed_in_memory_component_restarts_and_loses_its_data() -> None:
+    new = config(
+        BASE.replace(
+            "mem: {type: in-memory}", "mem: {type: in-memory, metadata: {keyPrefix: name}}"
+        )
+    )
+    plan = plan_reload(config(), new)
+    assert "mem" in {c.name for c in plan.start}
+    assert plan.lost_data == ("mem",)
+    assert "mem" not in plan.keep
+
+
+def test_worker_count_change_comes_from_the_new_config() -> None:
+    plan = plan_reload(config(), config(BASE.replace("workers: 2", "workers: 4")))
+    cache = next(c for c in plan.start if c.name == "cache")
+    assert cache.workers == 4
+
+
+def test_added_and_removed_components() -> None:
+    new = config(
+        BASE.replace("lock: {locks: {type: in-memory}}", "sequencer: {ids: {type: in-memory}}")
+    )
+    plan = plan_reload(config(), new)
+    assert "ids" in {c.name for c in plan.start}
+    assert plan.removed == ("locks",)
+    assert "locks" in plan.retire and "locks" not in plan.keep
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("127.0.0.1:34904", "127.0.0.1:35000", "listeners changed"),
+        ("127.0.0.1:34999", "127.0.0.1:36000", "listeners changed"),
+    ],
+)
+def test_listener_changes_are_refused(old: str, new: str, message: str) -> None:
+    with pytest.raises(ReloadRefusedError, match=message):
+        plan_reload(config(), config(BASE.replace(old, new)))
+
+
+def test_run_dir_change_is_refused() -> None:
+    new = config(BASE + "runtime: {run_dir: /tmp/elsewhere}\n")
+    with pytest.raises(ReloadRefusedError, match="run_dir"):
+        plan_reload(config(), new)
