@@ -211,17 +211,28 @@ class Sidecar:
         self.children()
 
     def children(self) -> list[int]:
-        pids = _procfs.children_of(self.pid)
+        """Every process of the sidecar but the supervisor (its whole tree:
+        workers and the API process are forked by the zygote)."""
+        pids = _procfs.descendants_of(self.pid)
         self.known_children.update(pids)
         return pids
 
     def roles(self) -> dict[str, list[int]]:
-        """supervisor / api / workers, from the children's command lines."""
-        groups: dict[str, list[int]] = {"supervisor": [self.pid], "api": [], "workers": []}
+        """supervisor / api / zygote / workers, from the log prefixes (a forked
+        child keeps the zygote's command line)."""
+        names = self.names()
+        groups: dict[str, list[int]] = {
+            "supervisor": [self.pid],
+            "api": [],
+            "zygote": [],
+            "workers": [],
+        }
         for pid in self.children():
-            line = _procfs.cmdline(pid)
-            if "layotto.api" in line:
+            name = names.get(pid) or _procfs.cmdline(pid)
+            if name.startswith("api") or "layotto.api" in name:
                 groups["api"].append(pid)
+            elif "zygote" in name:
+                groups["zygote"].append(pid)
             else:
                 groups["workers"].append(pid)
         return groups
@@ -231,7 +242,7 @@ class Sidecar:
         assert self.output is not None
         found: dict[int, str] = {self.pid: "supervisor"}
         for _, line in self.output.lines:
-            match = re.search(r"\[((?:api|worker)[^\]]*?) pid (\d+)\]", line)
+            match = re.search(r"\[((?:api|worker|zygote)[^\]]*?) pid (\d+)\]", line)
             if match:
                 found[int(match.group(2))] = match.group(1)
         return found

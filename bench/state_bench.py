@@ -50,10 +50,11 @@ CASES = [
     ("SaveState", "save", 16),
 ]
 SYSTEMS = ("sidecar", "baseline", "redis")
-ROLE_ORDER = ("supervisor", "api", "workers", "baseline", "redis")
+ROLE_ORDER = ("supervisor", "api", "zygote", "workers", "baseline", "redis")
 ROLE_SHORT = {
     "supervisor": "sup",
     "api": "api",
+    "zygote": "zyg",
     "workers": "wrk",
     "baseline": "base",
     "redis": "redis",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -29,6 +30,10 @@ from layotto.supervisor.processes import Handle, Zygote, launch
 from layotto.workers.protocol import worker_address
 
 log = logging.getLogger("layotto.supervisor")
+
+# Roles to exec instead of forking from the zygote ("api,worker"): for
+# comparing the two in benchmarks and for ruling the zygote out when debugging.
+_EXEC_ROLES = frozenset(filter(None, os.environ.get("LAYOTTO_EXEC_ROLES", "").split(",")))
 
 # A worker that ignores SIGTERM this long is killed.
 WORKER_STOP_GRACE = 5.0
@@ -342,7 +347,7 @@ class Arbiter:
     async def _spawn(self, child: Child) -> Handle:
         """Workers and the API process are forked by their zygote when it is
         up (they then share its imported modules); otherwise exec'd."""
-        if child.role in ("worker", "api"):
+        if child.role in ("worker", "api") and child.role not in _EXEC_ROLES:
             zygote = self.children.get(child.forked_from) or self.children.get(self.zygote_id)
             if zygote is not None and zygote.proc.state == lc.State.STARTING:
                 with trio.move_on_after(self.config.runtime.start_timeout):
