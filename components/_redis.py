@@ -1,9 +1,9 @@
 """The one place that turns component metadata into a Redis client.
 
-Lock and sequencer backends share the metadata keys of ``registry._REDIS_KEYS``;
-parsing them here keeps the error messages (which key, which component) and the
-retry/timeout policy identical for both, and keeps redis-py's error types out of
-the backends' callers: every Redis failure leaves as ``BackendUnavailableError``.
+Every Redis backend (state, lock, sequencer) shares the metadata keys of
+``registry._REDIS_KEYS``; parsing them here keeps the error messages (which key,
+which component) and the retry/timeout policy identical, and ``translated``
+keeps redis-py's error types out of the backends' callers.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from layotto.components.errors import BackendUnavailableError, InvalidRequestError
+from layotto.components.errors import BackendUnavailableError, ComponentError, InvalidRequestError
 
 _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}
@@ -99,8 +99,11 @@ def unavailable(exc: BaseException, address: str) -> BackendUnavailableError:
 
 @contextmanager
 def translated(address: str) -> Iterator[None]:
-    """Re-raise any redis-py error as ``BackendUnavailableError``."""
+    """redis-py errors as component errors: unreachable (UNAVAILABLE, retrying
+    may help) apart from what the server refused (INTERNAL, it will not)."""
     try:
         yield
-    except (redis.RedisError, OSError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise unavailable(exc, address) from exc
+    except redis.RedisError as exc:
+        raise ComponentError(f"redis at {address} failed: {exc}") from exc

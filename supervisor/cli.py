@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from layotto.supervisor import config as config_module
@@ -74,34 +74,45 @@ def _ask_dir(run_dir: str, cmd: str, args: dict[str, Any] | None = None) -> dict
         return None
 
 
-def cmd_reload(args: argparse.Namespace) -> int:
+def _mutate(
+    args: argparse.Namespace,
+    cmd: str,
+    cmd_args: dict[str, Any] | None,
+    success: Callable[[dict[str, Any]], str],
+) -> int:
+    """Send a reload/scale command to the running sidecar and report its answer."""
     run_dir = _running_run_dir(args)
     if run_dir is None:
         return EXIT_CONFIG_ERROR
-    answer = _ask_dir(run_dir, "reload")
+    answer = _ask_dir(run_dir, cmd, cmd_args)
     if answer is None:
         print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
         return 3
     if not answer.get("ok"):
-        print(f"reload failed: {answer.get('error')}", file=sys.stderr)
+        print(f"{cmd} failed: {answer.get('error')}", file=sys.stderr)
         return 1
-    print(f"reloaded: generation {answer['generation']} serving ({answer['seconds']:.2f} s)")
+    print(success(answer))
     return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    return _mutate(
+        args,
+        "reload",
+        None,
+        lambda answer: (
+            f"reloaded: generation {answer['generation']} serving ({answer['seconds']:.2f} s)"
+        ),
+    )
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    run_dir = _running_run_dir(args)
-    if run_dir is None:
-        return EXIT_CONFIG_ERROR
-    answer = _ask_dir(run_dir, "scale", {"component": args.component, "workers": args.workers})
-    if answer is None:
-        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
-        return 3
-    if not answer.get("ok"):
-        print(f"scale failed: {answer.get('error')}", file=sys.stderr)
-        return 1
-    print(f"{answer['component']}: {answer['workers']} worker(s)")
-    return 0
+    return _mutate(
+        args,
+        "scale",
+        {"component": args.component, "workers": args.workers},
+        lambda answer: f"{answer['component']}: {answer['workers']} worker(s)",
+    )
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

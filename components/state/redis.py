@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.retry import Retry
 
-from layotto.components.errors import BackendUnavailableError, ComponentError, InvalidRequestError
+from layotto.components._redis import connect
+from layotto.components.errors import BackendUnavailableError, ComponentError
 from layotto.components.state import _redis_scripts
 from layotto.components.state._ops import (
     EXPIRE_TIME_KEY,
@@ -32,69 +31,6 @@ from layotto.components.state._ops import (
 from layotto.components.state.base import BulkGetItem, Consistency, GetResponse
 
 _Read = tuple[bytes | None, str | None, dict[str, str]]  # data, etag, metadata
-_TRUE = {"1", "t", "true"}
-_FALSE = {"0", "f", "false"}
-
-
-def _bad(component: str, key: str, expected: str, value: str) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"component {component!r}: metadata {key} must be {expected}, got {value!r}"
-    )
-
-
-def _int(
-    metadata: Mapping[str, str], key: str, default: int, component: str, minimum: int = 0
-) -> int:
-    raw = metadata.get(key)
-    if raw is None:
-        return default
-    text = raw.strip()
-    if not text.isascii() or not text.isdigit() or int(text) < minimum:
-        raise _bad(component, key, f"an integer >= {minimum}", raw)
-    return int(text)
-
-
-def _bool(metadata: Mapping[str, str], key: str, component: str) -> bool:
-    """Spelled as Go's strconv.ParseBool accepts it (Dapr's metadata parser)."""
-    raw = metadata.get(key)
-    if raw is None:
-        return False
-    word = raw.strip().lower()
-    if word not in _TRUE | _FALSE:
-        raise _bad(component, key, "true or false", raw)
-    return word in _TRUE
-
-
-def _address(metadata: Mapping[str, str], component: str) -> tuple[str, int]:
-    """``redisHost`` as (host, port); ``[v6addr]:port`` is accepted too."""
-    raw = metadata.get("redisHost")
-    if not raw:
-        raise InvalidRequestError(f"component {component!r}: metadata redisHost is required")
-    host, sep, port = raw.strip().rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _bad(component, "redisHost", '"host:port"', raw)
-    return host, int(port)
-
-
-def connect(metadata: Mapping[str, str], component: str) -> redis.Redis:
-    """A client over a thread-safe connection pool; nothing is dialled until first use."""
-    host, port = _address(metadata, component)
-    retries = _int(metadata, "maxRetries", 3, component)
-    backoff_ms = _int(metadata, "maxRetryBackoff", 2000, component)
-    backoff = ExponentialBackoff(cap=backoff_ms / 1000) if retries else NoBackoff()
-    return redis.Redis(
-        host=host,
-        port=port,
-        db=_int(metadata, "redisDB", 0, component),
-        username=metadata.get("redisUsername") or None,
-        password=metadata.get("redisPassword") or None,
-        ssl=_bool(metadata, "enableTLS", component),
-        socket_connect_timeout=_int(metadata, "dialTimeout", 2000, component, 1) / 1000,
-        socket_timeout=_int(metadata, "readTimeout", 3000, component, 1) / 1000,
-        retry=Retry(backoff, retries),
-        decode_responses=False,
-    )
 
 
 class RedisStateStore(OpStore):

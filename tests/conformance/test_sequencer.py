@@ -157,3 +157,22 @@ def test_redis_unreachable_is_backend_unavailable() -> None:
             SegmentCache(store).next_id("k")
     finally:
         store.close()
+
+
+@pytest.mark.redis
+def test_redis_refusing_a_command_is_not_unavailable(redis_addr: str) -> None:
+    """A server-side refusal (here: INCR on a non-number) will not heal by
+    retrying, so it must not be reported as UNAVAILABLE."""
+    import redis as redis_py
+
+    from layotto.components.errors import ComponentError
+
+    host, port = redis_addr.rsplit(":", 1)
+    redis_py.Redis(host=host, port=int(port)).set("not-a-counter", "abc")
+    store: SequencerStore = build("sequencer", "redis", "seq", {"redisHost": redis_addr}, "app")
+    try:
+        with pytest.raises(ComponentError) as caught:
+            store.next_id("not-a-counter")
+        assert not isinstance(caught.value, BackendUnavailableError)
+    finally:
+        store.close()
