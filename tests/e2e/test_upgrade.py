@@ -218,3 +218,24 @@ def test_redis_restart_fails_fast_then_recovers(
             stub.GetState(pb.GetStateRequest(store_name="state_demo", key="k"), timeout=10).data
             == b"back"
         )
+
+
+def test_sigttin_and_sigttou_add_and_remove_a_worker_of_each_scalable_component(
+    sidecar: Sidecar,
+) -> None:
+    assert sidecar.process is not None
+    with Load(sidecar.target) as load:
+        load.wait_for_calls(100)
+        mark = sidecar.mark()
+        sidecar.process.send_signal(signal.SIGTTIN)
+        for name, count in (("state_demo", 3), ("lock_demo", 2), ("sequencer_demo", 2)):
+            sidecar.wait_for_log(rf"scale: {name} runs {count} worker", after=mark, timeout=60)
+        load.wait_for_calls(100)
+        mark = sidecar.mark()
+        sidecar.process.send_signal(signal.SIGTTOU)
+        sidecar.wait_for_log(r"scale: sequencer_demo runs 1 worker", after=mark, timeout=60)
+        load.wait_for_calls(100)
+        assert_clean(load)
+    rows = [line.split()[0] for line in sidecar.cli("status").stdout.splitlines()[3:]]
+    assert sum(r.startswith("state_demo#") for r in rows) == 2
+    assert sum(r.startswith("lock_demo#") for r in rows) == 1
