@@ -82,6 +82,8 @@ class Zygote:
         """In the forked child: become the worker or the API process."""
         try:
             self.sock.close()
+            for other in self.fds:  # control sockets of children not forked yet
+                os.close(other)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             link = child.ControlLink(socket.socket(fileno=fd))
             level = spec.get("log_level", "INFO")
