@@ -22,10 +22,12 @@ from layotto.supervisor.arbiter import Arbiter
 from layotto.supervisor.config import Address, Config
 from layotto.supervisor.control import serve_control, socket_path
 from layotto.supervisor.processes import become_subreaper
+from layotto.workers.protocol import worker_address
 
 log = logging.getLogger("layotto.supervisor")
 
 PID_FILE = "supervisor.pid"
+_MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
 class StartupError(Exception):
@@ -103,8 +105,25 @@ async def bind_http(address: Address) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
+def check_socket_paths(config: Config) -> None:
+    """Unix socket paths are limited to 107 bytes; say so before anything starts."""
+    longest = max(
+        (
+            worker_address(config.run_dir(), c.name, 9999).removeprefix("ipc://")
+            for c in config.components
+        ),
+        key=len,
+    )
+    if len(longest.encode()) > _MAX_SOCKET_PATH:
+        raise StartupError(
+            f"socket path {longest!r} is longer than {_MAX_SOCKET_PATH} bytes: set "
+            "runtime.run_dir to a shorter directory or use shorter component names"
+        )
+
+
 async def supervise(config: Config) -> None:
     become_subreaper()
+    check_socket_paths(config)
     run_dir = config.run_dir()
     pid_file = claim_pid_file(run_dir)
     try:

@@ -314,3 +314,26 @@ def test_workers_orphaned_by_an_old_zygote_are_adopted_by_the_supervisor() -> No
         # its real exit status is known (it is reaped by the supervisor)
         sidecar.wait_for_log(r"state_demo#0: RUNNING -> BACKOFF \(killed by SIGKILL\)", after=mark)
         sidecar.wait_for_log(r"state_demo#0: STARTING -> RUNNING", after=mark)
+
+
+def test_a_run_dir_too_long_for_unix_sockets_is_a_clear_error(tmp_path: Path) -> None:
+    long_dir = tmp_path / ("d" * 90)
+    config = tmp_path / "long.yaml"
+    config.write_text(
+        "listeners:\n"
+        "  grpc: '127.0.0.1:${LAYOTTO_GRPC_PORT}'\n"
+        "  http: '127.0.0.1:${LAYOTTO_HTTP_PORT}'\n"
+        f"runtime: {{run_dir: '{long_dir}'}}\n"
+        "hellos: {helloworld: {type: helloworld}}\n"
+    )
+    sidecar = Sidecar(config)
+    result = subprocess.run(
+        [LAYOTTO, "start", "-c", str(config)],
+        env=sidecar.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "longer than 107 bytes" in result.stderr and "runtime.run_dir" in result.stderr
