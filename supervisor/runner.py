@@ -7,6 +7,7 @@ config or ports fails at once with a message instead of half-starting.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -149,6 +150,10 @@ async def supervise(config: Config) -> None:
             if exc.errno != errno.ENOENT:
                 raise
         pid_file.close()
+        if config.runtime.run_dir is None:
+            # our own derived directory: leave no empty one behind per port
+            with contextlib.suppress(OSError):
+                os.rmdir(run_dir)
 
 
 async def _serve_http_until_stop(arbiter: Arbiter, http: trio.SocketListener) -> None:

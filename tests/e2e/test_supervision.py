@@ -95,6 +95,8 @@ def test_status_actuator_and_stop() -> None:
         assert sidecar.process.wait(timeout=30) == 0
         assert wait_gone(children) == []
         assert sidecar.cli("status").returncode == 3
+        run_dirs = [line for line in sidecar.lines if "run dir" in line]
+        assert run_dirs and not os.path.exists(run_dirs[0].rsplit("run dir ", 1)[1])
 
 
 def test_killed_worker_is_replaced_and_calls_recover() -> None:
