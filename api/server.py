@@ -8,7 +8,6 @@ cost under concurrency where grpc.aio does not.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +19,6 @@ from layotto.api.nng_client import WorkerPool
 from layotto.api.routes import RPCS, Components, RpcSpec
 from layotto.proto import lifecycle_pb2, runtime_pb2
 from layotto.workers.status import CallError
-
-log = logging.getLogger("layotto.api")
 
 _FOREVER = 365 * 24 * 3600.0
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}

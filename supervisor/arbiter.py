@@ -104,8 +104,8 @@ class Arbiter:
             lc.Proc(self.config.runtime.start_timeout),
             component,
             address,
+            forked_from=zygote_id or self.zygote_id,
         )
-        child.forked_from = zygote_id or self.zygote_id
         self.children[child.id] = child
         return child
 

@@ -168,7 +168,7 @@ async def scale(arbiter: Arbiter, name: Any, count: Any) -> dict[str, Any]:
             arbiter.new_worker(component, arbiter.generation) for _ in range(count - len(current))
         ]
         arbiter.route(component.name, [w.address for w in current + added])
-        problem = await _start_all(arbiter, added, component_timeout(arbiter))
+        problem = await _start_all(arbiter, added, arbiter.config.runtime.start_timeout)
         if problem is not None:
             arbiter.route(component.name, [w.address for w in current])
             await _stop_all(arbiter, added)
@@ -185,10 +185,6 @@ async def scale(arbiter: Arbiter, name: Any, count: Any) -> dict[str, Any]:
         arbiter.forget([w for w in retired if w.down])
     log.info("scale: %s runs %d worker(s)", component.name, count)
     return {"ok": True, "component": component.name, "workers": count}
-
-
-def component_timeout(arbiter: Arbiter) -> float:
-    return arbiter.config.runtime.start_timeout
 
 
 async def scale_all(arbiter: Arbiter, step: int) -> dict[str, Any]:

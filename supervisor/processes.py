@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import json
 import os
-import signal
 import socket
 import sys
 from typing import Any, Protocol
@@ -186,7 +185,3 @@ class Zygote:
         if pid not in self._statuses:
             await self._status_events.setdefault(pid, trio.Event()).wait()
         return self._statuses.pop(pid)
-
-
-def terminate(handle: Handle) -> None:
-    handle.signal(signal.SIGTERM)

@@ -11,14 +11,13 @@ state block lives here; its errors leave as ``BackendUnavailableError``
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
 
+from layotto.components import _redis
 from layotto.components._redis import connect
-from layotto.components.errors import BackendUnavailableError, ComponentError
 from layotto.components.state import _redis_scripts
 from layotto.components.state._ops import (
     EXPIRE_TIME_KEY,
@@ -41,15 +40,6 @@ class RedisStateStore(OpStore):
         self._write = client.register_script(_redis_scripts.WRITE)
         self._read = client.register_script(_redis_scripts.READ)
 
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise BackendUnavailableError(f"redis at {self._address} unavailable: {exc}") from exc
-        except redis.RedisError as exc:
-            raise ComponentError(f"redis at {self._address} failed: {exc}") from exc
-
     def run(self, ops: Sequence[Op], atomic: bool) -> list[Outcome]:
         args: list[bytes | str] = ["1" if atomic else "0"]
         for op in ops:
@@ -60,7 +50,7 @@ class RedisStateStore(OpStore):
                 op.data,
                 str(op.ttl * 1000) if op.ttl else "0",
             ]
-        with self._translated():
+        with _redis.translated(self._address):
             codes: list[int] = self._write(keys=[op.key for op in ops], args=args)
         return [Outcome(code) for code in codes]
 
@@ -68,7 +58,7 @@ class RedisStateStore(OpStore):
         """(data, etag, metadata) per key; data None when the key is absent."""
         if not keys:
             return []
-        with self._translated():
+        with _redis.translated(self._address):
             flat: list[Any] = self._read(keys=list(keys))
         now = time.time()
         answers: list[_Read] = []
@@ -92,7 +82,7 @@ class RedisStateStore(OpStore):
         ]
 
     def ping(self) -> None:
-        with self._translated():
+        with _redis.translated(self._address):
             self._client.ping()
 
     def close(self) -> None:
