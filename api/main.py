@@ -23,13 +23,17 @@ from typing import Any
 from layotto.api import reuseport
 from layotto.api.nng_client import WorkerPool
 from layotto.api.server import build_handlers, start_server
+from layotto.api.streams import RESTARTING, Hub
 from layotto.supervisor.config import Config
 from layotto.workers import child
 from layotto.workers.protocol import EXIT_CONFIG
+from layotto.workers.status import CallError, Code
 
 log = logging.getLogger("layotto.api")
 
 GRPC_THREADS = 32
+# Each open subscription stream holds a gRPC thread for its lifetime.
+STREAM_THREADS = 512
 # Connections must stay at zero this long before a draining API stops:
 # /proc snapshots can miss a connection for a moment.
 IDLE_CONFIRM = 0.3
@@ -50,6 +54,14 @@ class ApiProcess:
             for kind in {c.kind for c in self.config.components}
         }
         self.port = self.config.listeners.grpc.port
+        self.hub = Hub(self.pools)
+
+    def end_streams(self) -> None:
+        """Streams would keep their connections here forever: end them, so
+        clients subscribe again (on the next generation, after a drain)."""
+        self.hub.end_all(CallError(Code.UNAVAILABLE, RESTARTING))
+        if not self.hub.wait_sessions_closed(5.0):
+            log.warning("some subscription streams did not end in time")
 
     def on_message(self, message: dict[str, Any]) -> None:
         command = message.get("cmd")
@@ -82,6 +94,7 @@ class ApiProcess:
         runtime = self.config.runtime
         attached = reuseport.steer_new_connections(self.port, 1)
         log.info("draining: new connections go to the next generation (%d listeners)", attached)
+        self.end_streams()
         cap = time.monotonic() + 1.1 * runtime.max_connection_age + runtime.shutdown_grace + 2
         idle_since: float | None = None
         while time.monotonic() < cap:
@@ -105,8 +118,8 @@ class ApiProcess:
         try:
             server = start_server(
                 address,
-                build_handlers(self.pools, self.components, runtime.request_timeout),
-                threads=GRPC_THREADS,
+                build_handlers(self.pools, self.components, runtime.request_timeout, self.hub),
+                threads=GRPC_THREADS + STREAM_THREADS,
                 max_connection_age=runtime.max_connection_age,
                 grace=runtime.shutdown_grace,
             )
@@ -122,7 +135,9 @@ class ApiProcess:
         while not self.stop.wait(1.0):
             pass
         log.info("stopping: finishing in-flight calls (grace %.1f s)", runtime.shutdown_grace)
+        self.end_streams()
         server.stop(runtime.shutdown_grace).wait()
+        self.hub.close()
         for pool in self.pools.values():
             pool.close()
         log.info("stopped")

@@ -253,6 +253,10 @@ class WorkerPool:
                     )
                 self._changed.wait(remaining)
 
+    def pick_address(self, routing_key: str, sticky: bool, deadline: float) -> str:
+        """The address of a live replica (for subscriptions, see api/streams.py)."""
+        return self._pick(routing_key, sticky, deadline).address
+
     def call(
         self,
         method: str,

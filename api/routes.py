@@ -22,12 +22,16 @@ _NOT_CONFIGURED = {
     "state": "state store is not configured",
     "lock": "lock store is not configured",
     "sequencer": "Sequencer store is not configured",
+    "config_store": "configuration store is not configured",
+    "pub_subs": "pubsub is not configured",
 }
 _NOT_FOUND = {
     "hellos": "hello service {} not found",
     "state": "state store {} is not found",
     "lock": "lock store {} not found",
     "sequencer": "Sequencer store {} not found",
+    "config_store": "configuration store {} not found",
+    "pub_subs": "pubsub {} not found",
 }
 
 
@@ -109,6 +113,11 @@ def _sequencer_key(message: Any, store: str) -> None:
     _require(bool(message.key), f"Key is empty in sequencer store {store}")
 
 
+def _publish(message: Any, store: str) -> None:
+    _require(bool(store), "pubsub name is empty")
+    _require(bool(message.topic), f"topic is empty in pubsub {store}")
+
+
 def _key(message: Any) -> str:
     return str(message.key)
 
@@ -177,5 +186,31 @@ RPCS: dict[str, RpcSpec] = {
             _key,
             sticky=True,
         ),
+        RpcSpec(
+            "GetConfiguration",
+            "config_store",
+            pb.GetConfigurationRequest,
+            "store_name",
+            _no_checks,
+            _none,
+            idempotent=True,
+        ),
+        RpcSpec(
+            "SaveConfiguration",
+            "config_store",
+            pb.SaveConfigurationRequest,
+            "store_name",
+            _no_checks,
+            _none,
+        ),
+        RpcSpec(
+            "DeleteConfiguration",
+            "config_store",
+            pb.DeleteConfigurationRequest,
+            "store_name",
+            _no_checks,
+            _none,
+        ),
+        RpcSpec("PublishEvent", "pub_subs", pb.PublishEventRequest, "pubsub_name", _publish, _none),
     )
 }

@@ -17,6 +17,8 @@ import grpc
 
 from layotto.api.nng_client import WorkerPool
 from layotto.api.routes import RPCS, Components, RpcSpec
+from layotto.api.streams import Hub
+from layotto.api.subscribe import STREAMS
 from layotto.proto import lifecycle_pb2, runtime_pb2
 from layotto.workers.status import CallError
 
@@ -81,15 +83,20 @@ def _method_handler(method: Any, behaviour: Callable[..., Any]) -> grpc.RpcMetho
 
 
 def build_handlers(
-    pools: Mapping[str, WorkerPool], components: Components, default_timeout: float
+    pools: Mapping[str, WorkerPool], components: Components, default_timeout: float, hub: Hub
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
     handlers = []
     for service in _SERVICES:
         methods = {}
         for method in service.methods:
-            spec = RPCS.get(method.name) if service.name == "Runtime" else None
+            runtime = service.name == "Runtime"
+            spec = RPCS.get(method.name) if runtime else None
+            stream = STREAMS.get(method.name) if runtime else None
+            behaviour: Callable[..., Any]
             if spec is not None:
                 behaviour = _routed(spec, pools, components, default_timeout)
+            elif stream is not None:
+                behaviour = stream(hub, components)
             else:
                 behaviour = _unimplemented(
                     f"{service.full_name}/{method.name}", method.server_streaming

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("hellos", "state", "lock", "sequencer")
+KINDS = ("hellos", "state", "lock", "sequencer", "config_store", "pub_subs")
 
 _REDIS_KEYS = {
     "redisHost": "host:port of the Redis server (required)",
@@ -25,6 +25,13 @@ _REDIS_KEYS = {
     "readTimeout": "command timeout in ms, default 3000",
 }
 _KEY_PREFIX = {"keyPrefix": "appid | name | none | any string without '||'"}
+# Read by the pub/sub worker's delivery loops, not by the backend (Dapr's names).
+_DELIVERY_KEYS = {
+    "consumerID": "consumer group, default the app id: sidecars of one group share messages",
+    "processingTimeout": "seconds a message may stay unacknowledged before another "
+    "consumer claims it, default 60",
+    "redeliverInterval": "seconds between scans for such messages, default 15",
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,40 @@ _TYPES = [
             **_REDIS_KEYS,
             **_KEY_PREFIX,
             "segmentStep": "ids reserved per WEAK segment, default 10000",
+        },
+        frozenset({"redisHost"}),
+    ),
+]
+
+_TYPES += [
+    ComponentType(
+        "config_store",
+        "in-memory",
+        "layotto.components.configuration.memory:create",
+        single_process=True,
+    ),
+    ComponentType(
+        "config_store",
+        "redis",
+        "layotto.components.configuration.redis:create",
+        _REDIS_KEYS,
+        frozenset({"redisHost"}),
+    ),
+    ComponentType(
+        "pub_subs",
+        "in-memory",
+        "layotto.components.pubsub.memory:create",
+        _DELIVERY_KEYS,
+        single_process=True,
+    ),
+    ComponentType(
+        "pub_subs",
+        "redis",
+        "layotto.components.pubsub.redis:create",
+        {
+            **_REDIS_KEYS,
+            **_DELIVERY_KEYS,
+            "maxLenApprox": "keep about this many messages per topic stream (default: all)",
         },
         frozenset({"redisHost"}),
     ),

@@ -216,7 +216,7 @@ class _Walker:
         before = len(self.problems)
         app_id = self.text(body.get("app_id", ""), "app.app_id")
         port = self.integer(
-            body.get("grpc_callback_port", 9999), "app.grpc_callback_port", 1, 65535
+            body.get("grpc_callback_port", 9999), "app.grpc_callback_port", 0, 65535
         )
         host = self.text(body.get("grpc_callback_host", "127.0.0.1"), "app.grpc_callback_host")
         if host == "":

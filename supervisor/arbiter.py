@@ -78,6 +78,12 @@ class Arbiter:
 
     # -- building children ------------------------------------------------------
 
+    def _app_callback(self) -> str | None:
+        app = self.config.app
+        return (
+            f"{app.grpc_callback_host}:{app.grpc_callback_port}" if app.grpc_callback_port else None
+        )
+
     def new_worker(
         self, component: ComponentConfig, generation: int, zygote_id: str | None = None
     ) -> Child:
@@ -89,6 +95,7 @@ class Arbiter:
             "type": component.type,
             "metadata": dict(component.metadata),
             "app_id": self.config.app.app_id,
+            "app_callback": self._app_callback(),
             "hello": component.hello,
             "bigger_than": dict(component.bigger_than),
             "slot": number,

@@ -92,6 +92,8 @@ def test_standalone_loads_all_in_memory() -> None:
         ("state", "state_demo", "in-memory", 1),
         ("lock", "lock_demo", "in-memory", 1),
         ("sequencer", "sequencer_demo", "in-memory", 1),
+        ("config_store", "config_demo", "in-memory", 1),
+        ("pub_subs", "pub_subs_demo", "in-memory", 1),
     ]
     hello = cfg.component("helloworld")
     assert hello is not None and hello.hello == "greeting"
@@ -103,16 +105,18 @@ def test_redis_config_loads_with_default_address() -> None:
     assert [(c.name, c.type, c.workers) for c in cfg.of_kind("state")] == [
         ("state_demo", "redis", 2)
     ]
-    for name in ("state_demo", "lock_demo", "sequencer_demo"):
+    for name in ("state_demo", "lock_demo", "sequencer_demo", "config_demo", "pub_subs_demo"):
         c = cfg.component(name)
         assert c is not None and c.type == "redis"
         assert c.metadata == {"redisHost": "127.0.0.1:6379"}
-    assert [c.workers for c in cfg.components] == [1, 2, 1, 1]
+    assert [c.workers for c in cfg.components] == [1, 2, 1, 1, 1, 1]
     assert {c.name for c in cfg.components} == {
         "helloworld",
         "state_demo",
         "lock_demo",
         "sequencer_demo",
+        "config_demo",
+        "pub_subs_demo",
     }
 
 
@@ -290,7 +294,7 @@ def test_problem_line_format() -> None:
         (
             {"states": {}},
             "states",
-            "app, listeners, runtime, hellos, state, lock, sequencer",
+            "app, listeners, runtime, hellos, state, lock, sequencer, config_store, pub_subs",
             "unknown key 'states' (did you mean 'state'?)",
         ),
         (
@@ -519,8 +523,8 @@ def test_yaml_merge_keys_may_be_overridden() -> None:
 def test_at_least_one_component() -> None:
     line = one_error(doc(hellos=None, state=None, lock=None, sequencer=None))
     assert line == (
-        "test.yaml: expected at least one component (under hellos, state, lock, sequencer), "
-        "found none"
+        "test.yaml: expected at least one component (under hellos, state, lock, sequencer, "
+        "config_store, pub_subs), found none"
     )
 
 
@@ -625,12 +629,16 @@ def test_app_defaults() -> None:
     )
 
 
-@pytest.mark.parametrize(("port", "found"), [(0, "0"), (65536, "65536"), ("x", "'x'")])
+@pytest.mark.parametrize(("port", "found"), [(-1, "-1"), (65536, "65536"), ("x", "'x'")])
 def test_bad_callback_port(port: Any, found: str) -> None:
     line = one_error(doc(app={"grpc_callback_port": port}))
     assert line == (
-        f"test.yaml: app.grpc_callback_port: expected an integer in 1..65535, found {found}"
+        f"test.yaml: app.grpc_callback_port: expected an integer in 0..65535, found {found}"
     )
+
+
+def test_callback_port_zero_means_no_app_callback() -> None:
+    assert parse(doc(app={"grpc_callback_port": 0})).app.grpc_callback_port == 0
 
 
 def test_empty_callback_host() -> None:
@@ -736,7 +744,7 @@ def test_bad_bigger_than() -> None:
 def test_all_problems_are_collected_together() -> None:
     lines = errors(
         doc(
-            app={"grpc_callback_port": 0, "extra": 1},
+            app={"grpc_callback_port": -1, "extra": 1},
             listeners={"grpc": "nope", "http": "127.0.0.1:${MISSING}"},
             runtime={"request_timeout": -1, "log_level": "loud"},
             hellos={"h": {"type": "helloworld", "hello": 3}},
@@ -814,7 +822,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_document_must_be_a_mapping(text: str, found: str) -> None:
     assert one_error(text) == (
         "test.yaml: expected a mapping with keys app, listeners, runtime, hellos, state, lock, "
-        f"sequencer, found {found}"
+        f"sequencer, config_store, pub_subs, found {found}"
     )
 
 

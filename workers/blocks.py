@@ -55,6 +55,8 @@ class ComponentSpec:
     app_id: str
     hello: str | None = None
     bigger_than: Mapping[str, int] | None = None
+    address: str = ""  # the worker's own socket: names its pub/sub consumer
+    app_callback: str | None = None  # "host:port" of the app's AppCallback server
 
 
 class Block:
@@ -256,12 +258,19 @@ class HelloBlock(Block):
         return answer.SerializeToString()
 
 
-_BLOCKS: dict[str, Callable[[ComponentSpec, Any], Block]] = {
-    "state": StateBlock,
-    "lock": LockBlock,
-    "sequencer": SequencerBlock,
-    "hellos": HelloBlock,
-}
+def _blocks() -> dict[str, Callable[[ComponentSpec, Any], Block]]:
+    # Imported here: those modules build on Block, defined above.
+    from layotto.workers.config_block import ConfigurationBlock
+    from layotto.workers.pubsub_block import PubSubBlock
+
+    return {
+        "state": StateBlock,
+        "lock": LockBlock,
+        "sequencer": SequencerBlock,
+        "hellos": HelloBlock,
+        "config_store": ConfigurationBlock,
+        "pub_subs": PubSubBlock,
+    }
 
 
 def open_block(spec: ComponentSpec) -> Block:
@@ -271,7 +280,7 @@ def open_block(spec: ComponentSpec) -> Block:
         metadata.setdefault("hello", spec.hello)
     component = registry.build(spec.kind, spec.type, spec.name, metadata, spec.app_id)
     try:
-        return _BLOCKS[spec.kind](spec, component)
+        return _blocks()[spec.kind](spec, component)
     except BaseException:
         component.close()
         raise

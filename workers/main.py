@@ -13,6 +13,7 @@ from typing import Any
 from layotto.components.errors import ComponentError
 from layotto.workers import child
 from layotto.workers.blocks import Block, ComponentSpec, open_block
+from layotto.workers.events import EventServer
 from layotto.workers.nng_server import ReplySocket, SocketClosedError
 from layotto.workers.protocol import (
     EXIT_CONFIG,
@@ -21,6 +22,7 @@ from layotto.workers.protocol import (
     decode_request,
     encode_batch,
     encode_reply,
+    events_address,
     is_batch,
 )
 from layotto.workers.status import Code, code_of
@@ -95,6 +97,8 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
         app_id=spec["app_id"],
         hello=spec.get("hello"),
         bigger_than=spec.get("bigger_than"),
+        address=spec["address"],
+        app_callback=spec.get("app_callback"),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -111,6 +115,13 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
     ).start()
     server = threading.Thread(target=serve_forever, args=(block, sock), name="serve", daemon=True)
     server.start()
+    events = None
+    subscriptions = getattr(block, "subscriptions", None)
+    if subscriptions is not None:
+        events = EventServer(events_address(spec["address"]), lambda f: serve_frame(block, f))
+        threading.Thread(
+            target=subscriptions.expire_leases_forever, args=(stop,), name="leases", daemon=True
+        ).start()
     link.send({"event": "ready", "pid": os.getpid()})
     log.info(
         "serving %s %s (%s) at %s",
@@ -124,6 +135,8 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
     while not stop.wait(1.0) and server.is_alive():
         pass
     sock.close()  # ends the blocked receive
+    if events is not None:
+        events.close()
     server.join(timeout=10)
     block.close()
     log.info("stopped")

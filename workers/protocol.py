@@ -31,6 +31,16 @@ METHODS = (
     "Unlock",
     "LockKeepAlive",
     "GetNextId",
+    # Appended, never inserted: ids must stay stable across versions.
+    "GetConfiguration",
+    "SaveConfiguration",
+    "DeleteConfiguration",
+    "PublishEvent",
+    # Subscriptions (on the worker's events socket, see workers/events.py).
+    "OpenSubscription",
+    "PollEvents",
+    "EventProcessed",
+    "CloseSubscription",
 )
 METHOD_IDS = {name: index for index, name in enumerate(METHODS)}
 
@@ -131,3 +141,10 @@ def decode_batch(frame: bytes) -> list[bytes]:
 def worker_address(run_dir: str, component: str, slot: int) -> str:
     """Where worker ``slot`` of ``component`` listens (the API process dials it)."""
     return f"ipc://{os.path.join(run_dir, f'w-{component}-{slot}.ipc')}"
+
+
+def events_address(address: str) -> str:
+    """The worker's second socket, for subscriptions: long polls there never
+    hold up the request/reply path."""
+    head, _, tail = address.rpartition("/w-")
+    return f"{head}/e-{tail}"

@@ -88,7 +88,7 @@ def test_status_actuator_and_stop() -> None:
         assert http_get(sidecar, "/actuator/nothing")[0] == 404
 
         children = sidecar.children()
-        assert len(children) == 6  # zygote, api, four workers
+        assert len(children) == 8  # zygote, api, six workers
         stopped = sidecar.cli("stop")
         assert stopped.returncode == 0, stopped.stderr
         assert sidecar.process is not None

@@ -336,13 +336,13 @@ def test_sequencer_requires_a_key(stub: Stub) -> None:
 
 
 def test_unimplemented_unary_rpc_names_itself(stub: Stub) -> None:
-    error = error_of(lambda: stub.PublishEvent(pb.PublishEventRequest(), timeout=10))
+    error = error_of(lambda: stub.GetSecret(pb.GetSecretRequest(), timeout=10))
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "PublishEvent" in (error.details() or "")
+    assert "GetSecret" in (error.details() or "")
 
 
 def test_unimplemented_streaming_rpc_names_itself(stub: Stub) -> None:
-    responses = stub.SubscribeConfiguration(iter([pb.SubscribeConfigurationRequest()]), timeout=10)
+    responses = stub.GetFile(pb.GetFileRequest(), timeout=10)
     error = error_of(lambda: list(responses))
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "SubscribeConfiguration" in (error.details() or "")
+    assert "GetFile" in (error.details() or "")

@@ -1,0 +1,129 @@
+"""The API process's end of the workers' events sockets (subscriptions).
+
+One EventLink per worker slot: calls (open, event processed, close) go on
+per-thread REQ contexts, and one poller thread long-polls the worker for
+every subscription this process holds there. A subscription the worker no
+longer knows, or a worker that went away, is reported as *lost* to its
+owner, which opens it again (see api/streams.py): that is how a worker crash,
+a scale-down or a hot upgrade of the workers is survived.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pynng
+
+from layotto.workers.protocol import ProtocolError, decode_reply, encode_request
+from layotto.workers.status import CallError, Code
+
+log = logging.getLogger("layotto.api.events")
+
+POLL_WAIT = 1.0
+_NNG_RECV_TIMEOUT = b"recv-timeout"
+_NNG_SEND_TIMEOUT = b"send-timeout"
+
+
+@dataclass(frozen=True)
+class Watcher:
+    """Who receives a subscription's events: ``events`` for each batch,
+    ``lost`` once if the worker dropped it."""
+
+    events: Callable[[list[bytes]], None]
+    lost: Callable[[], None]
+
+
+class EventLink:
+    def __init__(self, component: str, address: str) -> None:
+        self.component = component
+        self.address = address
+        self._socket = pynng.Req0(resend_time=-1)
+        self._socket.dial(address, block=False)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._watchers: dict[int, Watcher] = {}
+        self._poller: threading.Thread | None = None
+        self._ids = iter(range(1, 1 << 62))
+        self._closed = False
+
+    def call(self, method: str, payload: bytes, timeout: float) -> bytes:
+        """One exchange on this thread's context; raises CallError."""
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = self._local.ctx = self._socket.new_context()
+        ms = max(1, int(timeout * 1000))
+        pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_SEND_TIMEOUT, ms)
+        pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_RECV_TIMEOUT, ms)
+        with self._lock:
+            request_id = next(self._ids)
+        try:
+            ctx.send(encode_request(method, request_id, time.monotonic() + timeout, payload))
+            reply = decode_reply(ctx.recv())
+        except pynng.Timeout:
+            raise CallError(
+                Code.UNAVAILABLE, f"component {self.component!r} did not answer {method}"
+            ) from None
+        except (pynng.ConnectionReset, pynng.Closed):
+            raise CallError(
+                Code.UNAVAILABLE, f"the worker of component {self.component!r} went away"
+            ) from None
+        except ProtocolError as exc:
+            raise CallError(Code.INTERNAL, f"bad reply from worker: {exc}") from None
+        if reply.code != Code.OK:
+            raise CallError(reply.code, reply.payload.decode(errors="replace"))
+        return reply.payload
+
+    def watch(self, sub_id: int, watcher: Watcher) -> None:
+        with self._lock:
+            self._watchers[sub_id] = watcher
+            if self._poller is None or not self._poller.is_alive():
+                self._poller = threading.Thread(target=self._poll, name="poll", daemon=True)
+                self._poller.start()
+
+    def unwatch(self, sub_id: int) -> None:
+        with self._lock:
+            self._watchers.pop(sub_id, None)
+
+    def _poll(self) -> None:
+        while True:
+            with self._lock:
+                ids = list(self._watchers)
+                if not ids or self._closed:
+                    self._poller = None
+                    return
+            try:
+                reply = json.loads(
+                    self.call(
+                        "PollEvents",
+                        json.dumps({"subs": ids, "wait": POLL_WAIT}).encode(),
+                        POLL_WAIT + 5,
+                    )
+                )
+            except CallError as exc:
+                log.info("events of %s lost (%s): subscriptions move", self.address, exc.message)
+                self._lose(ids)
+                continue
+            with self._lock:
+                watchers = dict(self._watchers)
+            for key, batch in reply["events"].items():
+                watcher = watchers.get(int(key))
+                if watcher is not None:
+                    watcher.events([base64.b64decode(e) for e in batch])
+            self._lose(reply["gone"])
+
+    def _lose(self, ids: list[int]) -> None:
+        with self._lock:
+            lost = [self._watchers.pop(i) for i in ids if i in self._watchers]
+        for watcher in lost:
+            watcher.lost()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._socket.close()

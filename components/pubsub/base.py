@@ -1,0 +1,66 @@
+"""The pub/sub building block: the contract every backend meets.
+
+The model is Redis Streams' consumer groups, which the in-memory backend
+copies: a topic is an append-only log; each consumer group (an app id, or
+``consumerID`` metadata) reads every message once between its consumers;
+a message read by a consumer stays *pending* on it until acknowledged, and a
+pending message whose consumer went quiet can be claimed by another one.
+That is what gives at-least-once delivery: the worker acknowledges only after
+the app said SUCCESS or DROP.
+
+Message ``data`` is opaque here (the worker stores a CloudEvents envelope).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str  # backend id, unique per topic, increasing in publish order
+    data: bytes
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class PubSub(Protocol):
+    """Blocking and thread-safe. Groups are created on first use."""
+
+    def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> str:
+        """Append to the topic; returns the new message's id."""
+        ...
+
+    def read_new(
+        self, topic: str, group: str, consumer: str, count: int, block_seconds: float
+    ) -> list[Message]:
+        """Up to ``count`` messages never read by the group, in publish order;
+        they become pending on ``consumer``. Waits up to ``block_seconds``
+        when there is none (0 = do not wait)."""
+        ...
+
+    def read_pending(self, topic: str, group: str, consumer: str, count: int) -> list[Message]:
+        """Messages pending on ``consumer`` itself (read, not acknowledged),
+        oldest first: what a restarted consumer of the same name must redo."""
+        ...
+
+    def claim_idle(
+        self, topic: str, group: str, consumer: str, min_idle_seconds: float, count: int
+    ) -> list[Message]:
+        """Move to ``consumer`` messages pending on any consumer for at least
+        ``min_idle_seconds`` and return them (a dead consumer's leftovers)."""
+        ...
+
+    def touch(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        """Reset the idle time of messages pending on ``consumer`` (a delivery
+        that is still being retried must not be claimed by another consumer)."""
+        ...
+
+    def ack(self, topic: str, group: str, ids: Sequence[str]) -> None:
+        """Done with these messages: they are never delivered to the group again."""
+        ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...

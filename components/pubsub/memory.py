@@ -1,0 +1,167 @@
+"""In-memory pub/sub: an in-process copy of Redis Streams' consumer groups.
+
+Per topic, a log of messages with ids ``"<n>-0"`` (n = 1, 2, ...); per group,
+the last delivered n and a pending table n -> (consumer, delivery time). Like
+``XGROUP CREATE ... 0`` a new group starts at the beginning of the log, so it
+also sees messages published before it existed; the log is therefore never
+trimmed. One lock guards everything; each topic has a ``Condition`` on that
+lock so a blocked ``read_new`` wakes on its own topic's publish (or ``close``),
+never by polling. Idle times use the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from layotto.components.errors import InvalidRequestError
+from layotto.components.pubsub.base import Message
+
+_ID = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+
+
+def check_ids(ids: Sequence[str]) -> None:
+    """Reject what is not a stream id (``"<ms>-<seq>"`` or ``"<ms>"``), as Redis does."""
+    for message_id in ids:
+        if not _ID.fullmatch(message_id):
+            raise InvalidRequestError(f"not a message id: {message_id!r}")
+
+
+def check_count(count: int) -> None:
+    if count < 1:
+        raise InvalidRequestError(f"count must be ≥ 1, got {count}")
+
+
+def _seq(message_id: str) -> int | None:
+    """The log position of one of our ids; None for an id this backend never made."""
+    match = _ID.fullmatch(message_id)
+    if match is None or int(match.group(2) or 0) != 0:
+        return None
+    return int(match.group(1))
+
+
+@dataclass
+class _Group:
+    last: int = 0  # position of the last message delivered to the group
+    # position -> (consumer, time.monotonic() of the last delivery or touch);
+    # positions are inserted in increasing order, so dict order is id order.
+    pending: dict[int, tuple[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class _Topic:
+    changed: threading.Condition
+    log: list[Message] = field(default_factory=list)  # position n is log[n - 1]
+    groups: dict[str, _Group] = field(default_factory=dict)
+
+
+class MemoryPubSub:
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._topics: dict[str, _Topic] = {}
+        self._closed = False
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = _Topic(threading.Condition(self._mutex))
+        return topic
+
+    def _group(self, topic: str, group: str) -> tuple[_Topic, _Group]:
+        t = self._topic(topic)
+        return t, t.groups.setdefault(group, _Group())
+
+    def _existing_group(self, topic: str, group: str) -> _Group:
+        """The group, or an empty stand-in: acking or touching creates nothing."""
+        t = self._topics.get(topic)
+        return t.groups.get(group, _Group()) if t else _Group()
+
+    def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> str:
+        with self._mutex:
+            t = self._topic(topic)
+            message = Message(f"{len(t.log) + 1}-0", bytes(data), dict(metadata))
+            t.log.append(message)
+            t.changed.notify_all()
+        return message.id
+
+    def read_new(
+        self, topic: str, group: str, consumer: str, count: int, block_seconds: float
+    ) -> list[Message]:
+        check_count(count)
+        deadline = time.monotonic() + max(0.0, block_seconds)
+        with self._mutex:
+            t, g = self._group(topic, group)
+            while True:
+                if self._closed:
+                    return []
+                batch = t.log[g.last : g.last + count]
+                if batch:
+                    now = time.monotonic()
+                    for position in range(g.last + 1, g.last + len(batch) + 1):
+                        g.pending[position] = (consumer, now)
+                    g.last += len(batch)
+                    return batch
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                t.changed.wait(remaining)
+
+    def read_pending(self, topic: str, group: str, consumer: str, count: int) -> list[Message]:
+        check_count(count)
+        with self._mutex:
+            t, g = self._group(topic, group)
+            mine = [n for n, (owner, _) in g.pending.items() if owner == consumer][:count]
+            now = time.monotonic()
+            for n in mine:  # a redelivery counts as a delivery, as in XREADGROUP
+                g.pending[n] = (consumer, now)
+            return [t.log[n - 1] for n in mine]
+
+    def claim_idle(
+        self, topic: str, group: str, consumer: str, min_idle_seconds: float, count: int
+    ) -> list[Message]:
+        check_count(count)
+        with self._mutex:
+            t, g = self._group(topic, group)
+            now = time.monotonic()
+            idle = [n for n, (_, since) in g.pending.items() if now - since >= min_idle_seconds]
+            claimed = idle[:count]
+            for n in claimed:
+                g.pending[n] = (consumer, now)
+            return [t.log[n - 1] for n in claimed]
+
+    def touch(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        check_ids(ids)
+        with self._mutex:
+            g = self._existing_group(topic, group)
+            now = time.monotonic()
+            for n in map(_seq, ids):
+                # Only the consumer's own entries: touching must never steal a
+                # message another consumer has claimed meanwhile.
+                entry = g.pending.get(n) if n is not None else None
+                if n is not None and entry is not None and entry[0] == consumer:
+                    g.pending[n] = (consumer, now)
+
+    def ack(self, topic: str, group: str, ids: Sequence[str]) -> None:
+        check_ids(ids)
+        with self._mutex:
+            g = self._existing_group(topic, group)
+            for n in map(_seq, ids):
+                if n is not None:
+                    g.pending.pop(n, None)
+
+    def ping(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._mutex:
+            self._closed = True
+            for t in self._topics.values():
+                t.changed.notify_all()
+
+
+def create(name: str, metadata: Mapping[str, str], app_id: str) -> MemoryPubSub:
+    # consumerID, processingTimeout and redeliverInterval belong to the worker.
+    return MemoryPubSub()

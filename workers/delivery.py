@@ -1,0 +1,123 @@
+"""One topic consumed by one worker: read, deliver, acknowledge, in order.
+
+The loop first redoes what this consumer left pending in an earlier life
+(a crash between delivery and acknowledgement), then reads new messages,
+and every ``redeliver_interval`` claims messages other consumers left
+pending longer than ``processing_timeout`` (a dead sidecar's or worker's).
+A message is acknowledged only after the sink's SUCCESS or DROP; on RETRY
+it is delivered again with back-off, keeping its place (per-topic order),
+and its pending entry is touched so nobody else claims it meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from layotto.components.errors import ComponentError
+from layotto.components.pubsub import cloudevents
+from layotto.components.pubsub.base import Message, PubSub
+from layotto.proto import appcallback_pb2 as cb
+from layotto.workers.app_callback import DROP, SUCCESS
+
+log = logging.getLogger("layotto.worker.delivery")
+
+READ_BATCH = 16
+READ_BLOCK_SECONDS = 1.0
+RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+
+
+class Stopped(Exception):
+    """The sink can no longer take this message (its subscriber went away)."""
+
+
+# Delivers one event and returns SUCCESS, RETRY or DROP; raises Stopped.
+Sink = Callable[[cb.TopicEventRequest], int]
+
+
+@dataclass(frozen=True)
+class Where:
+    pubsub_name: str
+    topic: str
+    group: str
+    consumer: str
+
+
+@dataclass(frozen=True)
+class Timing:
+    processing_timeout: float = 60.0
+    redeliver_interval: float = 15.0
+
+
+class TopicConsumer:
+    def __init__(self, pubsub: PubSub, where: Where, sink: Sink, timing: Timing) -> None:
+        self.pubsub = pubsub
+        self.where = where
+        self.sink = sink
+        self.timing = timing
+        self.stop = threading.Event()
+        self.delivered = 0
+        self._thread = threading.Thread(target=self._run, name=f"topic {where.topic}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop reading; a delivery under way finishes (bounded by ``timeout``)."""
+        self.stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        w = self.where
+        backoff = RETRY_FIRST
+        own_pending_done = False
+        next_claim = time.monotonic() + self.timing.redeliver_interval
+        while not self.stop.is_set():
+            try:
+                if not own_pending_done:
+                    batch = self.pubsub.read_pending(w.topic, w.group, w.consumer, READ_BATCH)
+                    own_pending_done = not batch
+                elif time.monotonic() >= next_claim:
+                    next_claim = time.monotonic() + self.timing.redeliver_interval
+                    batch = self.pubsub.claim_idle(
+                        w.topic, w.group, w.consumer, self.timing.processing_timeout, READ_BATCH
+                    )
+                else:
+                    batch = self.pubsub.read_new(
+                        w.topic, w.group, w.consumer, READ_BATCH, READ_BLOCK_SECONDS
+                    )
+                for message in batch:
+                    if not self._deliver(message):
+                        return
+                backoff = RETRY_FIRST
+            except ComponentError as exc:  # backend down: wait, then carry on
+                own_pending_done = False  # a message may be left unacknowledged
+                log.warning("topic %s: %s; retrying in %.1f s", w.topic, exc, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+            except Stopped:
+                return
+
+    def _deliver(self, message: Message) -> bool:
+        """Deliver until acknowledged; False when stopping with it unacknowledged."""
+        w = self.where
+        if cloudevents.expired(message.data):
+            log.info("topic %s: message %s expired before delivery: dropped", w.topic, message.id)
+            self.pubsub.ack(w.topic, w.group, [message.id])
+            return True
+        event = cloudevents.to_topic_event(message.data, pubsub_name=w.pubsub_name, topic=w.topic)
+        backoff = RETRY_FIRST
+        while True:
+            status = self.sink(event)
+            if status in (SUCCESS, DROP):
+                self.pubsub.ack(w.topic, w.group, [message.id])
+                self.delivered += 1
+                return True
+            if self.stop.wait(backoff):
+                return False  # stays pending: redone by this consumer or claimed
+            backoff = min(backoff * 2, RETRY_MAX)
+            self.pubsub.touch(w.topic, w.group, w.consumer, [message.id])

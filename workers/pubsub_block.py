@@ -1,0 +1,212 @@
+"""The pub/sub block: publishing, and the delivery loops of one worker.
+
+Two kinds of subscriber take messages from this worker:
+- the app's AppCallback server: the worker keeps asking the app what it
+  subscribes to (the app may start after the sidecar, and may restart with
+  other topics) and runs one TopicConsumer per topic of this component;
+- a streaming client (SubscribeTopicEvents, WebSocket) through the API
+  process: its TopicConsumer delivers into a mailbox the API polls, and
+  waits for the client's answer relayed by EventProcessed.
+
+Every replica of the component consumes as a member of the same consumer
+group, under a name fixed per worker slot, so replicas share the work and
+a restarted worker redoes what its predecessor left unacknowledged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Mapping
+
+import grpc
+
+from layotto.components.errors import InvalidRequestError
+from layotto.components.pubsub import cloudevents
+from layotto.components.pubsub.base import PubSub
+from layotto.proto import appcallback_pb2 as cb
+from layotto.proto import runtime_pb2 as pb
+from layotto.workers.app_callback import AppCallback, outcome
+from layotto.workers.blocks import Block, ComponentSpec
+from layotto.workers.delivery import Stopped, Timing, TopicConsumer, Where
+from layotto.workers.status import CallError, Code
+from layotto.workers.subscriptions import Mailbox, Subscriptions, opened
+
+log = logging.getLogger("layotto.worker.pubsub")
+
+APP_RETRY_FIRST, APP_RETRY_MAX = 0.2, 2.0
+APP_REFRESH_SECONDS = 5.0
+APP_CALL_TIMEOUT = 2.0
+DELIVERY_TIMEOUT = 60.0
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def parse_seconds(metadata: Mapping[str, str], key: str, default: float, component: str) -> float:
+    """A positive duration: plain seconds, or Dapr's "500ms" / "15s" / "1m"."""
+    raw = metadata.get(key)
+    if raw is None:
+        return default
+    text = raw.strip().lower()
+    unit = next((u for u in ("ms", "s", "m") if text.endswith(u)), "")
+    try:
+        value = float(text.removesuffix(unit)) * _UNITS.get(unit, 1.0)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise InvalidRequestError(
+            f"component {component!r}: metadata {key} must be a positive duration "
+            f'(seconds, or like "500ms", "15s", "1m"), got {raw!r}'
+        )
+    return value
+
+
+def consumer_name(worker_address: str) -> str:
+    """Stable per worker slot of one sidecar, distinct across hosts and sidecars."""
+    digest = hashlib.sha1(worker_address.encode()).hexdigest()[:12]
+    return f"{socket.gethostname()}-{digest}"
+
+
+class PubSubBlock(Block):
+    def __init__(self, spec: ComponentSpec, pubsub: PubSub) -> None:
+        super().__init__()
+        self.component = pubsub
+        self.name = spec.name
+        self.group = spec.metadata.get("consumerID") or spec.app_id or spec.name
+        self.consumer = consumer_name(spec.address)
+        self.timing = Timing(
+            parse_seconds(spec.metadata, "processingTimeout", 60.0, spec.name),
+            parse_seconds(spec.metadata, "redeliverInterval", 15.0, spec.name),
+        )
+        self.subscriptions = Subscriptions()
+        self._lock = threading.Lock()
+        self._consumers: dict[str, TopicConsumer] = {}
+        self._app_topics: set[str] = set()
+        self._stop = threading.Event()
+        self.methods.update(
+            PublishEvent=self.publish,
+            OpenSubscription=self.subscribe,
+            PollEvents=self.subscriptions.handle_poll,
+            EventProcessed=self.processed,
+            CloseSubscription=self.subscriptions.handle_close,
+        )
+        self._app = AppCallback(spec.app_callback) if spec.app_callback else None
+        if self._app is not None:
+            threading.Thread(target=self._follow_app, name="app", daemon=True).start()
+
+    def publish(self, payload: bytes) -> bytes:
+        request = pb.PublishEventRequest.FromString(payload)
+        data = cloudevents.envelope(
+            topic=request.topic,
+            pubsub_name=request.pubsub_name,
+            data=request.data,
+            data_content_type=request.data_content_type,
+            metadata=dict(request.metadata),
+        )
+        self.component.publish(request.topic, data, dict(request.metadata))
+        return b""
+
+    def _where(self, topic: str) -> Where:
+        return Where(self.name, topic, self.group, self.consumer)
+
+    # The app's AppCallback subscriptions.
+
+    def _follow_app(self) -> None:
+        assert self._app is not None
+        delay = APP_RETRY_FIRST
+        while not self._stop.is_set():
+            try:
+                listed = self._app.subscriptions(APP_CALL_TIMEOUT)
+            except grpc.RpcError:
+                self._stop.wait(delay)  # the app is not up (yet): keep asking
+                delay = min(delay * 2, APP_RETRY_MAX)
+                continue
+            delay = APP_RETRY_FIRST
+            self._converge({s.topic for s in listed if s.pubsub_name == self.name and s.topic})
+            self._stop.wait(APP_REFRESH_SECONDS)
+
+    def _converge(self, wanted: set[str]) -> None:
+        """Consume exactly the topics the app asks for now."""
+        app = self._app
+        assert app is not None
+        with self._lock:
+            for topic in sorted(wanted - self._app_topics):
+                if topic in self._consumers:
+                    log.warning("topic %s already has a streaming subscriber here", topic)
+                    continue
+                consumer = TopicConsumer(
+                    self.component,
+                    self._where(topic),
+                    lambda event: app.deliver(event, DELIVERY_TIMEOUT),
+                    self.timing,
+                )
+                self._consumers[topic] = consumer
+                self._app_topics.add(topic)
+                consumer.start()
+                log.info("delivering topic %s of %s to the app at %s", topic, self.name, app.target)
+            gone = [self._consumers.pop(t) for t in self._app_topics - wanted]
+            self._app_topics &= wanted
+        for consumer in gone:
+            consumer.close(timeout=0)
+
+    # Streaming subscribers (through the API process).
+
+    def subscribe(self, payload: bytes) -> bytes:
+        initial = pb.SubscribeTopicEventsRequestInitial.FromString(payload)
+        topic = initial.topic
+        mailbox = self.subscriptions.open()
+        with self._lock:
+            if topic in self._consumers:
+                self.subscriptions.close(mailbox.id)
+                raise CallError(
+                    Code.ALREADY_EXISTS,
+                    f"already subscribed to pubsub {self.name!r} topic {topic!r}",
+                )
+            consumer = TopicConsumer(
+                self.component,
+                self._where(topic),
+                lambda event: self._through_mailbox(mailbox, event),
+                self.timing,
+            )
+            self._consumers[topic] = consumer
+        mailbox.on_close(lambda: self._unsubscribe(topic, consumer))
+        consumer.start()
+        return opened(mailbox)
+
+    def _unsubscribe(self, topic: str, consumer: TopicConsumer) -> None:
+        with self._lock:
+            if self._consumers.get(topic) is consumer:
+                del self._consumers[topic]
+        consumer.close(timeout=0)
+
+    def _through_mailbox(self, mailbox: Mailbox, event: cb.TopicEventRequest) -> int:
+        mailbox.put(pb.SubscribeTopicEventsResponse(event_message=event).SerializeToString())
+        status = mailbox.wait_answer(event.id)
+        if status is None:
+            raise Stopped
+        return outcome(status)
+
+    def processed(self, payload: bytes) -> bytes:
+        answer = json.loads(payload)
+        mailbox = self.subscriptions.get(int(answer["sub"]))
+        if mailbox is None:
+            raise CallError(Code.NOT_FOUND, "the subscription is closed")
+        mailbox.answer(str(answer["id"]), int(answer["status"]))
+        return b""
+
+    def close(self) -> None:
+        self._stop.set()
+        self.subscriptions.close_all()
+        with self._lock:
+            consumers = list(self._consumers.values())
+            self._consumers.clear()
+        for consumer in consumers:
+            consumer.stop.set()
+        for consumer in consumers:
+            consumer.close()
+        if self._app is not None:
+            self._app.close()
+        self.component.close()
