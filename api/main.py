@@ -24,6 +24,7 @@ from layotto.api import reuseport
 from layotto.api.nng_client import WorkerPool
 from layotto.api.server import build_handlers, start_server
 from layotto.api.streams import RESTARTING, Hub
+from layotto.api.websocket import WebSocketServer, socket_path
 from layotto.supervisor.config import Config
 from layotto.workers import child
 from layotto.workers.protocol import EXIT_CONFIG
@@ -55,6 +56,9 @@ class ApiProcess:
         }
         self.port = self.config.listeners.grpc.port
         self.hub = Hub(self.pools)
+        self.websocket = WebSocketServer(
+            self.hub, self.components, socket_path(spec["run_dir"], spec["generation"])
+        )
 
     def end_streams(self) -> None:
         """Streams would keep their connections here forever: end them, so
@@ -127,6 +131,13 @@ class ApiProcess:
             log.error("cannot serve gRPC on %s: %s", address, exc)
             self.link.send({"event": "fatal", "reason": f"cannot bind gRPC on {address}: {exc}"})
             return EXIT_CONFIG
+        try:
+            self.websocket.start()  # the supervisor relays /ws here
+        except OSError as exc:
+            log.error("cannot serve WebSocket on %s: %s", self.websocket.path, exc)
+            self.link.send({"event": "fatal", "reason": f"cannot serve WebSocket: {exc}"})
+            server.stop(0)
+            return EXIT_CONFIG
         # Keep new connections on the oldest generation until it drains (when
         # this process is alone, that is this process).
         reuseport.steer_new_connections(self.port, 0)
@@ -137,6 +148,7 @@ class ApiProcess:
         log.info("stopping: finishing in-flight calls (grace %.1f s)", runtime.shutdown_grace)
         self.end_streams()
         server.stop(runtime.shutdown_grace).wait()
+        self.websocket.stop()
         self.hub.close()
         for pool in self.pools.values():
             pool.close()

@@ -4,12 +4,19 @@ The supervisor knows every process's state and each worker's component
 health, so it answers directly; the listener therefore survives anything
 that happens to the children. HTTP parsing is h11's (already a dependency
 of trio-websocket), not ours.
+
+``GET /ws`` with ``Upgrade: websocket`` is not answered here: the connection
+is relayed, bytes unchanged, to the current API process's WebSocket server
+(api/websocket.py, protocol in docs/websocket.md). A hot upgrade closes
+such connections (code 1012); clients connect again and reach the new
+generation.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import h11
@@ -22,6 +29,8 @@ log = logging.getLogger("layotto.actuator")
 
 VERSION = "0.1.0"
 _MAX_REQUEST = 16384
+# After a stop began, relays are cut this long after the API's grace period.
+_STOP_SLACK = 10.0
 
 
 def route(arbiter: Arbiter, method: str, target: str) -> tuple[int, dict[str, Any]]:
@@ -44,14 +53,100 @@ def route(arbiter: Arbiter, method: str, target: str) -> tuple[int, dict[str, An
                 "/actuator/health/liveness",
                 "/actuator/health/readiness",
                 "/actuator/info",
+                "/ws",
             ],
         }
     return (200 if ok else 503), {"status": "UP" if ok else "DOWN", "components": components}
 
 
+def _wants_websocket(request: h11.Request) -> bool:
+    return any(
+        name == b"upgrade" and b"websocket" in {t.strip() for t in value.lower().split(b",")}
+        for name, value in request.headers
+    )
+
+
+def _request_head(request: h11.Request) -> bytes:
+    """The request line and headers as the client sent them (h11 keeps their case)."""
+    lines = [b"%s %s HTTP/1.1" % (request.method, request.target)]
+    lines += [b"%s: %s" % (name, value) for name, value in request.headers.raw_items()]
+    return b"\r\n".join([*lines, b"", b""])
+
+
+async def _respond(
+    conn: h11.Connection,
+    stream: trio.SocketStream,
+    request: h11.Request,
+    status: int,
+    body: dict[str, Any],
+) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        ("content-type", "application/json"),
+        ("content-length", str(len(payload))),
+        ("connection", "close"),
+    ]
+    await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+    if request.method != b"HEAD":
+        await stream.send_all(conn.send(h11.Data(data=payload)) or b"")
+    await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+
+
+async def _pump(source: trio.SocketStream, sink: trio.SocketStream, done: trio.CancelScope) -> None:
+    try:
+        while data := await source.receive_some(65536):
+            await sink.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        done.cancel()  # either side closing ends the relay
+
+
+async def _relay_websocket(
+    arbiter: Arbiter, conn: h11.Connection, client: trio.SocketStream, request: h11.Request
+) -> None:
+    """Hand the connection to the current API process's WebSocket server: the
+    request head goes there as it came, then bytes flow both ways unchanged."""
+    api = arbiter.api
+    # The API process serves <run_dir>/ws-<generation>.sock (api/websocket.py).
+    path = os.path.join(arbiter.run_dir, f"ws-{api.generation}.sock")
+    try:
+        if not api.up:
+            raise FileNotFoundError(path)
+        upstream = await trio.open_unix_socket(path)
+    except OSError as exc:
+        log.debug("no WebSocket server to relay to: %s", exc)
+        with trio.move_on_after(10):
+            await _respond(
+                conn,
+                client,
+                request,
+                503,
+                {"error": "no API process is ready to serve WebSocket; retry later"},
+            )
+        return
+    async with upstream:
+        data, _closed = conn.trailing_data
+        await upstream.send_all(_request_head(request) + data)
+        # A stop stops accepting at once (the listener's tasks are cancelled),
+        # but an established relay lasts until the API process has closed it
+        # (code 1012: subscribe again), within a limit.
+        with trio.CancelScope(shield=True) as relay:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pump, client, upstream, nursery.cancel_scope)
+                nursery.start_soon(_pump, upstream, client, nursery.cancel_scope)
+                nursery.start_soon(_limit_on_stop, arbiter, relay)
+
+
+async def _limit_on_stop(arbiter: Arbiter, relay: trio.CancelScope) -> None:
+    await arbiter.stop_begun.wait()
+    relay.deadline = trio.current_time() + arbiter.config.runtime.shutdown_grace + _STOP_SLACK
+
+
 async def _serve_one(arbiter: Arbiter, stream: trio.SocketStream) -> None:
     async with stream:
         conn = h11.Connection(h11.SERVER)
+        upgrade: h11.Request | None = None
         with trio.move_on_after(10):
             while True:
                 event = conn.next_event()
@@ -62,20 +157,18 @@ async def _serve_one(arbiter: Arbiter, stream: trio.SocketStream) -> None:
                     conn.receive_data(data)
                     continue
                 if isinstance(event, h11.Request):
-                    status, body = route(arbiter, event.method.decode(), event.target.decode())
-                    payload = json.dumps(body).encode()
-                    headers = [
-                        ("content-type", "application/json"),
-                        ("content-length", str(len(payload))),
-                        ("connection", "close"),
-                    ]
-                    await stream.send_all(
-                        conn.send(h11.Response(status_code=status, headers=headers)) or b""
-                    )
-                    if event.method != b"HEAD":
-                        await stream.send_all(conn.send(h11.Data(data=payload)) or b"")
-                    await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+                    path = event.target.decode().split("?", 1)[0].rstrip("/")
+                    if path == "/ws" and _wants_websocket(event):
+                        upgrade = event  # relayed below, without a time limit
+                        break
+                    if path == "/ws":
+                        status, body = 400, {"error": "/ws needs a WebSocket upgrade request"}
+                    else:
+                        status, body = route(arbiter, event.method.decode(), event.target.decode())
+                    await _respond(conn, stream, event, status, body)
                 return
+        if upgrade is not None:
+            await _relay_websocket(arbiter, conn, stream, upgrade)
 
 
 async def serve_actuator(arbiter: Arbiter, listener: trio.SocketListener) -> None:

@@ -28,6 +28,7 @@ log = logging.getLogger("layotto.worker.delivery")
 READ_BATCH = 16
 READ_BLOCK_SECONDS = 1.0
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+PREDECESSOR_WAIT = 90.0  # longer than one delivery attempt to the app (60 s)
 
 
 class Stopped(Exception):
@@ -53,8 +54,19 @@ class Timing:
 
 
 class TopicConsumer:
-    def __init__(self, pubsub: PubSub, where: Where, sink: Sink, timing: Timing) -> None:
+    def __init__(
+        self,
+        pubsub: PubSub,
+        where: Where,
+        sink: Sink,
+        timing: Timing,
+        predecessor: TopicConsumer | None = None,
+    ) -> None:
         self.pubsub = pubsub
+        # The previous consumer of this topic in this worker, maybe still
+        # stopping: it may yet read a message under our shared consumer
+        # name, so we start once it is done and then redo what it left.
+        self.predecessor = predecessor
         self.where = where
         self.sink = sink
         self.timing = timing
@@ -68,10 +80,16 @@ class TopicConsumer:
     def close(self, timeout: float = 10.0) -> None:
         """Stop reading; a delivery under way finishes (bounded by ``timeout``)."""
         self.stop.set()
+        self.join(timeout)
+
+    def join(self, timeout: float) -> None:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        if self.predecessor is not None:
+            self.predecessor.join(PREDECESSOR_WAIT)
+            self.predecessor = None
         w = self.where
         backoff = RETRY_FIRST
         own_pending_done = False

@@ -31,7 +31,7 @@ from layotto.proto import appcallback_pb2 as cb
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.app_callback import AppCallback, outcome
 from layotto.workers.blocks import Block, ComponentSpec
-from layotto.workers.delivery import Stopped, Timing, TopicConsumer, Where
+from layotto.workers.delivery import Sink, Stopped, Timing, TopicConsumer, Where
 from layotto.workers.status import CallError, Code
 from layotto.workers.subscriptions import Mailbox, Subscriptions, opened
 
@@ -84,6 +84,7 @@ class PubSubBlock(Block):
         self.subscriptions = Subscriptions()
         self._lock = threading.Lock()
         self._consumers: dict[str, TopicConsumer] = {}
+        self._latest: dict[str, TopicConsumer] = {}  # per topic, running or stopping
         self._app_topics: set[str] = set()
         self._stop = threading.Event()
         self.methods.update(
@@ -112,6 +113,14 @@ class PubSubBlock(Block):
     def _where(self, topic: str) -> Where:
         return Where(self.name, topic, self.group, self.consumer)
 
+    def _new_consumer(self, topic: str, sink: Sink) -> TopicConsumer:
+        """Caller holds the lock and starts it."""
+        consumer = TopicConsumer(
+            self.component, self._where(topic), sink, self.timing, self._latest.get(topic)
+        )
+        self._consumers[topic] = self._latest[topic] = consumer
+        return consumer
+
     # The app's AppCallback subscriptions.
 
     def _follow_app(self) -> None:
@@ -137,13 +146,9 @@ class PubSubBlock(Block):
                 if topic in self._consumers:
                     log.warning("topic %s already has a streaming subscriber here", topic)
                     continue
-                consumer = TopicConsumer(
-                    self.component,
-                    self._where(topic),
-                    lambda event: app.deliver(event, DELIVERY_TIMEOUT),
-                    self.timing,
+                consumer = self._new_consumer(
+                    topic, lambda event: app.deliver(event, DELIVERY_TIMEOUT)
                 )
-                self._consumers[topic] = consumer
                 self._app_topics.add(topic)
                 consumer.start()
                 log.info("delivering topic %s of %s to the app at %s", topic, self.name, app.target)
@@ -165,13 +170,9 @@ class PubSubBlock(Block):
                     Code.ALREADY_EXISTS,
                     f"already subscribed to pubsub {self.name!r} topic {topic!r}",
                 )
-            consumer = TopicConsumer(
-                self.component,
-                self._where(topic),
-                lambda event: self._through_mailbox(mailbox, event),
-                self.timing,
+            consumer = self._new_consumer(
+                topic, lambda event: self._through_mailbox(mailbox, event)
             )
-            self._consumers[topic] = consumer
         mailbox.on_close(lambda: self._unsubscribe(topic, consumer))
         consumer.start()
         return opened(mailbox)

@@ -345,3 +345,25 @@ def test_worker_crash_before_ack_redelivers(
         publish(stub, "crash", b"c2")
         app.wait_until(lambda a: b"c2" in a.data("crash"), timeout=30)
         assert app.data("crash") == [b"c1", b"c2"]
+
+
+def test_app_starting_after_the_sidecar_gets_earlier_messages_and_restarts_are_followed(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    addr = request.getfixturevalue("redis_server").address if backend == "redis" else ""
+    late = App(PUBSUB, ["early"])  # its port is chosen, but nothing listens yet
+    config = write_config(tmp_path / "late.yaml", backend, late.port, addr)
+    with running_sidecar(config) as sc, sc.stub() as stub:
+        publish(stub, "early", b"before the app")
+        late.start()
+        try:
+            late.wait_until(lambda a: a.data("early") == [b"before the app"])
+        finally:
+            late.stop()
+        # The app comes back subscribed to another topic as well.
+        again = App(PUBSUB, ["early", "later"], port=late.port).start()
+        try:
+            publish(stub, "later", b"new topic")
+            again.wait_until(lambda a: b"new topic" in a.data("later"), timeout=20)
+        finally:
+            again.stop()
