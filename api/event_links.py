@@ -11,6 +11,7 @@ a scale-down or a hot upgrade of the workers is survived.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
@@ -51,12 +52,15 @@ class EventLink:
         self._poller: threading.Thread | None = None
         self._ids = iter(range(1, 1 << 62))
         self._closed = False
+        self._contexts: list[pynng.Context] = []
 
     def call(self, method: str, payload: bytes, timeout: float) -> bytes:
         """One exchange on this thread's context; raises CallError."""
         ctx = getattr(self._local, "ctx", None)
         if ctx is None:
             ctx = self._local.ctx = self._socket.new_context()
+            with self._lock:
+                self._contexts.append(ctx)
         ms = max(1, int(timeout * 1000))
         pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_SEND_TIMEOUT, ms)
         pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_RECV_TIMEOUT, ms)
@@ -126,4 +130,10 @@ class EventLink:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            contexts, self._contexts = self._contexts, []
+        # Closed here, quietly: left to the garbage collector, a context of a
+        # closed socket prints a traceback from its __del__.
+        for ctx in contexts:
+            with contextlib.suppress(pynng.NNGException):
+                ctx.close()
         self._socket.close()

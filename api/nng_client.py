@@ -13,6 +13,7 @@ the caller turns into a retry only for idempotent requests.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -77,6 +78,7 @@ class _Slot:
         self._pipes = 0
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._contexts: list[pynng.Context] = []
         self._queue: list[_Pending] = []
         self._in_flight = 0
         self._retired = False
@@ -105,6 +107,8 @@ class _Slot:
         ctx = getattr(self._local, "ctx", None)
         if ctx is None:
             ctx = self._local.ctx = self.socket.new_context()
+            with self._lock:
+                self._contexts.append(ctx)
         return ctx
 
     def exchange(self, frame: bytes, deadline: float) -> bytes:
@@ -198,6 +202,13 @@ class _Slot:
             return True
 
     def close(self) -> None:
+        with self._lock:
+            contexts, self._contexts = self._contexts, []
+        # Closed here, quietly: left to the garbage collector, a context of a
+        # closed socket prints a traceback from its __del__.
+        for ctx in contexts:
+            with contextlib.suppress(pynng.NNGException):
+                ctx.close()
         self.socket.close()
 
 

@@ -42,6 +42,11 @@ class EventServer:
                 ctx.send(self._serve(frame))
         except pynng.Closed:
             return
+        finally:
+            # Closed now, quietly: left to the garbage collector, a context
+            # of a closed socket prints a traceback from its __del__.
+            with contextlib.suppress(pynng.NNGException):
+                ctx.close()
 
     def close(self) -> None:
         self._sock.close()
