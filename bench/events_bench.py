@@ -128,6 +128,29 @@ def sidecar_publish_and_deliver(
     return {"publish_per_s": per_thread * 4 / seconds, "deliver_per_s": per_thread * 4 / delivered}
 
 
+def sidecar_publish_only(stub: Any, topic: str, messages: int) -> float:
+    """PublishEvent/s to a topic nobody consumes (4 threads)."""
+    per_thread = messages // 4
+
+    def publish(_: int) -> None:
+        for _n in range(per_thread):
+            stub.PublishEvent(
+                pb.PublishEventRequest(pubsub_name=PUBSUB, topic=topic, data=PAYLOAD), timeout=30
+            )
+
+    return per_thread * 4 / run_threads(4, publish)
+
+
+def direct_publish_only(client: redis.Redis, topic: str, messages: int) -> float:
+    per_thread = messages // 4
+
+    def publish(_: int) -> None:
+        for _n in range(per_thread):
+            client.xadd(f"direct|||{topic}", {"data": PAYLOAD})
+
+    return per_thread * 4 / run_threads(4, publish)
+
+
 def direct_publish_and_deliver(client: redis.Redis, topic: str, messages: int) -> dict[str, float]:
     stream, group = f"direct|||{topic}", "bench"
     client.xgroup_create(stream, group, id="0", mkstream=True)
@@ -297,6 +320,10 @@ def main() -> None:
             stub = runtime_pb2_grpc.RuntimeStub(channel)
             # warm up: the app's subscriptions are picked up, connections made
             sidecar_latency(stub, app, "latency", 20)
+            results["publish_only"] = {
+                "direct": direct_publish_only(client, "nobody", args.messages),
+                "sidecar": sidecar_publish_only(stub, "nobody", args.messages),
+            }
             results["direct"] = direct_publish_and_deliver(client, "t1", args.messages)
             results["sidecar_1_worker"] = sidecar_publish_and_deliver(
                 stub, app, "throughput", args.messages
@@ -333,8 +360,13 @@ def report(r: dict[str, Any]) -> None:
     print(json.dumps(r, indent=2))
     print()
     print(f"{'measure':44} {'direct':>10} {'sidecar':>10} {'ratio':>7}")
+    alone = r["publish_only"]
+    print(
+        f"{'publish msg/s (4 threads), no subscriber':44} {alone['direct']:10.0f} "
+        f"{alone['sidecar']:10.0f} {alone['sidecar'] / alone['direct']:7.2f}"
+    )
     for label, key, case in (
-        ("publish msg/s (4 threads), 1 worker", "publish_per_s", "sidecar_1_worker"),
+        ("publish msg/s while delivering, 1 worker", "publish_per_s", "sidecar_1_worker"),
         ("deliver+ack msg/s, 1 worker", "deliver_per_s", "sidecar_1_worker"),
     ):
         ours = r[case][key]
