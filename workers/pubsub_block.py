@@ -86,6 +86,7 @@ class PubSubBlock(Block):
         self._consumers: dict[str, TopicConsumer] = {}
         self._latest: dict[str, TopicConsumer] = {}  # per topic, running or stopping
         self._app_topics: set[str] = set()
+        self._taken_warned: set[str] = set()
         self._stop = threading.Event()
         self.methods.update(
             PublishEvent=self.publish,
@@ -144,8 +145,15 @@ class PubSubBlock(Block):
         with self._lock:
             for topic in sorted(wanted - self._app_topics):
                 if topic in self._consumers:
-                    log.warning("topic %s already has a streaming subscriber here", topic)
+                    if topic not in self._taken_warned:  # the app is listed every 5 s
+                        self._taken_warned.add(topic)
+                        log.warning(
+                            "topic %s has a streaming subscriber here: the app gets it once "
+                            "that stream ends",
+                            topic,
+                        )
                     continue
+                self._taken_warned.discard(topic)
                 consumer = self._new_consumer(
                     topic, lambda event: app.deliver(event, DELIVERY_TIMEOUT)
                 )

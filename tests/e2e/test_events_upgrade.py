@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from layotto.proto import runtime_pb2 as pb
-from tests.app_server import App
+from tests.app_server import RETRY, SUCCESS, App
 from tests.e2e.test_upgrade import LISTENERS, RUNTIME
 from tests.integration.test_configuration_api import Subscriber, save
 from tests.redis_server import RedisServer
@@ -122,3 +122,23 @@ def test_streams_end_with_unavailable_and_resubscribe_gets_current_values(
             assert again.next() == {"k": "v2"}
         finally:
             again.close()
+
+
+def test_unacknowledged_message_survives_a_sidecar_restart(
+    tmp_path: Path, app: App, redis_server: RedisServer
+) -> None:
+    config = tmp_path / "events.yaml"
+    config.write_text(events_config(app.port))
+    env = {"REDIS_ADDR": redis_server.address}
+    app.decide = lambda event: RETRY  # never acknowledged while the first sidecar runs
+    with running_sidecar(config, env) as first, first.stub() as stub:
+        stub.PublishEvent(
+            pb.PublishEventRequest(pubsub_name=PUBSUB, topic="upgrade", data=b"keep me"),
+            timeout=10,
+        )
+        app.wait_until(lambda a: b"keep me" in a.data("upgrade"))
+    delivered = len(app.data("upgrade"))
+    app.decide = lambda event: SUCCESS
+    with running_sidecar(config, env):
+        app.wait_until(lambda a: len(a.data("upgrade")) > delivered)
+    assert set(app.data("upgrade")) == {b"keep me"}
