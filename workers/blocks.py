@@ -8,7 +8,7 @@ component errors or CallError; ``layotto.workers.status`` turns those into codes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,18 @@ class Block:
         if handler is None:
             raise CallError(Code.UNIMPLEMENTED, f"{method} is not served by this worker")
         return handler(payload)
+
+    def handle_many(self, calls: Sequence[tuple[str, bytes]]) -> list[bytes | Exception]:
+        """Several calls that arrived in one batch; each answer is the
+        response or the error that call raised. Blocks may serve some kinds
+        of call together (one backend round trip for many)."""
+        answers: list[bytes | Exception] = []
+        for method, payload in calls:
+            try:
+                answers.append(self.handle(method, payload))
+            except Exception as exc:
+                answers.append(exc)
+        return answers
 
     def ping(self) -> None:
         self.component.ping()
@@ -187,6 +199,41 @@ class StateBlock(Block):
                 )
         self.component.transact(operations)
         return b""
+
+    def handle_many(self, calls: Sequence[tuple[str, bytes]]) -> list[bytes | Exception]:
+        """Every GetState of the batch in one bulk read (one Redis round trip),
+        the other calls one by one. Reads of a batch are concurrent calls, so
+        reading them at one instant is as correct as reading them in turn."""
+        reads = {i for i, (method, _) in enumerate(calls) if method == "GetState"}
+        if len(reads) < 2:
+            return super().handle_many(calls)
+        read_answers = iter(self._get_many([calls[i][1] for i in sorted(reads)]))
+        others = iter(super().handle_many([c for i, c in enumerate(calls) if i not in reads]))
+        return [next(read_answers) if i in reads else next(others) for i in range(len(calls))]
+
+    def _get_many(self, payloads: Sequence[bytes]) -> list[bytes | Exception]:
+        keys: list[str | Exception] = []
+        for payload in payloads:
+            try:
+                keys.append(self.rules.stored(pb.GetStateRequest.FromString(payload).key))
+            except Exception as exc:
+                keys.append(exc)
+        try:
+            found = iter(self.component.bulk_get([k for k in keys if isinstance(k, str)]))
+        except Exception as exc:  # the backend failed: so did every read of the batch
+            return [k if isinstance(k, Exception) else exc for k in keys]
+        answers: list[bytes | Exception] = []
+        for key in keys:
+            if isinstance(key, Exception):
+                answers.append(key)
+                continue
+            item = next(found)
+            answers.append(
+                pb.GetStateResponse(
+                    data=item.data or b"", etag=item.etag or "", metadata=dict(item.metadata)
+                ).SerializeToString()
+            )
+        return answers
 
 
 class LockBlock(Block):

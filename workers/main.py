@@ -18,6 +18,7 @@ from layotto.workers.nng_server import ReplySocket, SocketClosedError
 from layotto.workers.protocol import (
     EXIT_CONFIG,
     ProtocolError,
+    Request,
     decode_batch,
     decode_request,
     encode_batch,
@@ -32,6 +33,23 @@ log = logging.getLogger("layotto.worker")
 HEALTH_INTERVAL = 2.0
 
 
+def _reply(request_id: int, answer: bytes | Exception, method: str) -> bytes:
+    if not isinstance(answer, Exception):
+        return encode_reply(Code.OK, request_id, answer)
+    code = code_of(answer)
+    if code == Code.INTERNAL and not isinstance(answer, ComponentError):
+        log.error("%s failed", method, exc_info=answer)
+    return encode_reply(code, request_id, str(answer).encode())
+
+
+def _late(request_id: int) -> bytes:
+    # The caller has already given up: doing the work now could only
+    # surprise it (a lock it thinks it did not get, an id it never saw).
+    return encode_reply(
+        Code.DEADLINE_EXCEEDED, request_id, b"deadline passed before the worker began"
+    )
+
+
 def serve_one(block: Block, frame: bytes) -> bytes:
     """Run one request frame through the block; always returns a reply frame."""
     try:
@@ -39,19 +57,35 @@ def serve_one(block: Block, frame: bytes) -> bytes:
     except ProtocolError as exc:
         return encode_reply(Code.INTERNAL, 0, str(exc).encode())
     if time.monotonic() >= request.deadline:
-        # The caller has already given up: doing the work now could only
-        # surprise it (a lock it thinks it did not get, an id it never saw).
-        return encode_reply(
-            Code.DEADLINE_EXCEEDED, request.request_id, b"deadline passed before the worker began"
-        )
+        return _late(request.request_id)
     try:
-        payload = block.handle(request.method, request.payload)
+        answer: bytes | Exception = block.handle(request.method, request.payload)
     except Exception as exc:
-        code = code_of(exc)
-        if code == Code.INTERNAL and not isinstance(exc, ComponentError):
-            log.exception("%s failed", request.method)
-        return encode_reply(code, request.request_id, str(exc).encode())
-    return encode_reply(Code.OK, request.request_id, payload)
+        answer = exc
+    return _reply(request.request_id, answer, request.method)
+
+
+def serve_batch(block: Block, frames: list[bytes]) -> list[bytes]:
+    """Several request frames, answered in order; the block may serve some
+    of them together (see Block.handle_many)."""
+    replies: list[bytes | None] = []
+    runnable: list[tuple[int, Request]] = []
+    now = time.monotonic()
+    for index, frame in enumerate(frames):
+        try:
+            request = decode_request(frame)
+        except ProtocolError as exc:
+            replies.append(encode_reply(Code.INTERNAL, 0, str(exc).encode()))
+            continue
+        if now >= request.deadline:
+            replies.append(_late(request.request_id))
+            continue
+        replies.append(None)
+        runnable.append((index, request))
+    answers = block.handle_many([(r.method, r.payload) for _, r in runnable])
+    for (index, request), answer in zip(runnable, answers, strict=True):
+        replies[index] = _reply(request.request_id, answer, request.method)
+    return [reply for reply in replies if reply is not None]
 
 
 def serve_frame(block: Block, frame: bytes) -> bytes:
@@ -62,7 +96,7 @@ def serve_frame(block: Block, frame: bytes) -> bytes:
         frames = decode_batch(frame)
     except ProtocolError as exc:
         return encode_reply(Code.INTERNAL, 0, str(exc).encode())
-    return encode_batch([serve_one(block, f) for f in frames])
+    return encode_batch(serve_batch(block, frames))
 
 
 def serve_forever(block: Block, sock: ReplySocket) -> None:
