@@ -13,9 +13,11 @@ API process, and clients are expected to subscribe again.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -63,7 +65,8 @@ class Session:
         address = self.hub.pools[sub.component].pick_address(sub.routing_key, sub.sticky, deadline)
         link = self.hub.link(sub.component, events_address(address))
         timeout = max(0.1, deadline - time.monotonic())
-        reply = json.loads(link.call("OpenSubscription", sub.payload, timeout))
+        request = {"owner": os.getpid(), "request": base64.b64encode(sub.payload).decode()}
+        reply = json.loads(link.call("OpenSubscription", json.dumps(request).encode(), timeout))
         sub.link, sub.sub_id = link, int(reply["sub"])
         with self._lock:
             if sub not in self.subscriptions:

@@ -25,7 +25,7 @@ from layotto.components.configuration.base import (
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.blocks import Block, ComponentSpec
 from layotto.workers.status import CallError, Code
-from layotto.workers.subscriptions import Mailbox, Subscriptions, opened
+from layotto.workers.subscriptions import Mailbox, Subscriptions, open_request, opened
 
 log = logging.getLogger("layotto.worker.configuration")
 
@@ -124,9 +124,11 @@ class ConfigurationBlock(Block):
         return b""
 
     def subscribe(self, payload: bytes) -> bytes:
-        request = pb.SubscribeConfigurationRequest.FromString(payload)
+        owner, raw = open_request(payload)
+        self.subscriptions.close_orphans()
+        request = pb.SubscribeConfigurationRequest.FromString(raw)
         scope = self._scope(request.app_id, request.group, request.label)
-        mailbox = self.subscriptions.open()
+        mailbox = self.subscriptions.open(owner)
         watcher = _Watcher(mailbox, scope, frozenset(request.keys))
         with self._watchers_lock:
             self._watchers[mailbox.id] = watcher

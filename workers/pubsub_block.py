@@ -33,7 +33,7 @@ from layotto.workers.app_callback import AppCallback, outcome
 from layotto.workers.blocks import Block, ComponentSpec
 from layotto.workers.delivery import Sink, Stopped, Timing, TopicConsumer, Where
 from layotto.workers.status import CallError, Code
-from layotto.workers.subscriptions import Mailbox, Subscriptions, opened
+from layotto.workers.subscriptions import Mailbox, Subscriptions, open_request, opened
 
 log = logging.getLogger("layotto.worker.pubsub")
 
@@ -168,9 +168,11 @@ class PubSubBlock(Block):
     # Streaming subscribers (through the API process).
 
     def subscribe(self, payload: bytes) -> bytes:
-        initial = pb.SubscribeTopicEventsRequestInitial.FromString(payload)
+        owner, raw = open_request(payload)
+        self.subscriptions.close_orphans()  # frees the topics of a killed API process
+        initial = pb.SubscribeTopicEventsRequestInitial.FromString(raw)
         topic = initial.topic
-        mailbox = self.subscriptions.open()
+        mailbox = self.subscriptions.open(owner)
         with self._lock:
             if topic in self._consumers:
                 self.subscriptions.close(mailbox.id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -30,8 +31,9 @@ MAX_WAIT_SECONDS = 5.0
 class Mailbox:
     """Events of one subscription waiting to be polled, and the app's answers."""
 
-    def __init__(self, sub_id: int, changed: threading.Condition) -> None:
+    def __init__(self, sub_id: int, owner: int, changed: threading.Condition) -> None:
         self.id = sub_id
+        self.owner = owner  # pid of the API process that opened it
         self.closed = False
         self.lease_until = time.monotonic() + LEASE_SECONDS
         self._changed = changed
@@ -79,9 +81,9 @@ class Subscriptions:
         self._open: dict[int, Mailbox] = {}
         self._ids = itertools.count(1)
 
-    def open(self) -> Mailbox:
+    def open(self, owner: int) -> Mailbox:
         with self._changed:
-            mailbox = Mailbox(next(self._ids), self._changed)
+            mailbox = Mailbox(next(self._ids), owner, self._changed)
             self._open[mailbox.id] = mailbox
             return mailbox
 
@@ -131,6 +133,17 @@ class Subscriptions:
         for sub_id in expired:
             self.close(sub_id)
 
+    def close_orphans(self) -> None:
+        """Close the subscriptions of API processes that died (killed, crashed):
+        their clients subscribe again at once through the restarted API, which
+        must not wait for the lease to find the topic free."""
+        with self._changed:
+            owners = {m.owner for m in self._open.values()}
+            dead = {pid for pid in owners if not _alive(pid)}
+            orphans = [i for i, m in self._open.items() if m.owner in dead]
+        for sub_id in orphans:
+            self.close(sub_id)
+
     def expire_leases_forever(self, stop: threading.Event) -> None:
         """Close subscriptions whose API went away even when nobody polls at all."""
         while not stop.wait(LEASE_SECONDS / 2):
@@ -150,6 +163,24 @@ class Subscriptions:
     def handle_close(self, payload: bytes) -> bytes:
         self.close(int(json.loads(payload)["sub"]))
         return b""
+
+
+def _alive(pid: int) -> bool:
+    """API processes are children of this machine's sidecar and are reaped
+    at once, so a pid that does not exist means that process is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_request(payload: bytes) -> tuple[int, bytes]:
+    """OpenSubscription's payload: (owner pid, the subscription request bytes)."""
+    request = json.loads(payload)
+    return int(request["owner"]), base64.b64decode(request["request"])
 
 
 def opened(mailbox: Mailbox) -> bytes:

@@ -367,3 +367,35 @@ def test_app_starting_after_the_sidecar_gets_earlier_messages_and_restarts_are_f
             again.wait_until(lambda a: b"new topic" in a.data("later"), timeout=20)
         finally:
             again.stop()
+
+
+def test_after_the_api_is_killed_a_topic_can_be_subscribed_again_at_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    addr = request.getfixturevalue("redis_server").address if backend == "redis" else ""
+    config = write_config(tmp_path / "api-kill.yaml", backend, 0, addr)
+    with running_sidecar(config) as sc, sc.stub() as stub:
+        first = Stream(stub, "held")
+        assert first.next().HasField("initial_response")
+        api = next(
+            int(line.split()[2])
+            for line in sc.cli("status").stdout.splitlines()
+            if line.startswith("api@")
+        )
+        mark = sc.mark()
+        os.kill(api, signal.SIGKILL)
+        sc.wait_for_log(r"api@\d+: STARTING -> RUNNING", after=mark)
+        with pytest.raises(grpc.RpcError):
+            first.next()  # its connection died with the API process
+        # The dead API's subscription still holds the topic in the worker
+        # until its lease runs out; a new one must not have to wait for that.
+        second = Stream(stub, "held")
+        try:
+            assert second.next().HasField("initial_response")
+            publish(stub, "held", b"after the crash")
+            event = second.next().event_message
+            assert event.data == b"after the crash"
+            second.answer(event.id, SUCCESS)
+        finally:
+            first.close()
+            second.close()
