@@ -125,7 +125,6 @@ class ApiProcess:
                 build_handlers(self.pools, self.components, runtime.request_timeout, self.hub),
                 threads=GRPC_THREADS + STREAM_THREADS,
                 max_connection_age=runtime.max_connection_age,
-                grace=runtime.shutdown_grace,
             )
         except RuntimeError as exc:
             log.error("cannot serve gRPC on %s: %s", address, exc)

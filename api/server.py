@@ -106,13 +106,19 @@ def build_handlers(
     return handlers
 
 
+# After the connection-age GOAWAY, calls already on the connection may run
+# this long (~24 days, gRPC's maximum): a subscription stream must not be cut
+# every max_connection_age + grace. Streams leave a draining API process
+# because it ends them (api/streams.py), and a stop bounds the rest.
+_GRACE_FOR_CALLS_UNDER_WAY_MS = 2**31 - 1
+
+
 def start_server(
     address: str,
     handlers: list[grpc.GenericRpcHandler[Any, Any]],
     *,
     threads: int,
     max_connection_age: float,
-    grace: float,
 ) -> grpc.Server:
     """Bind with SO_REUSEPORT (a hot upgrade starts the next API process on the
     same port) and a connection age, whose GOAWAY moves clients off an old
@@ -120,7 +126,7 @@ def start_server(
     options = [
         ("grpc.so_reuseport", 1),
         ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
-        ("grpc.max_connection_age_grace_ms", int(grace * 1000)),
+        ("grpc.max_connection_age_grace_ms", _GRACE_FOR_CALLS_UNDER_WAY_MS),
     ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),

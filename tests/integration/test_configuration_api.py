@@ -5,10 +5,12 @@ conformance cases, plus independence of streams and a second sidecar)."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import queue
 import signal
 import threading
+from pathlib import Path
 
 import grpc
 import pytest
@@ -240,3 +242,34 @@ def test_stream_for_an_unknown_store_fails(stub: Stub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         list(stub.SubscribeConfiguration(requests, timeout=10))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_stream_outlives_the_connection_age(tmp_path: Path) -> None:
+    config = tmp_path / "short-age.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "app": {"app_id": "app1", "grpc_callback_port": 0},
+                "listeners": {
+                    "grpc": "127.0.0.1:${LAYOTTO_GRPC_PORT}",
+                    "http": "127.0.0.1:${LAYOTTO_HTTP_PORT}",
+                },
+                "runtime": {"max_connection_age": 0.5, "shutdown_grace": 0.5},
+                "config_store": {STORE: {"type": "in-memory"}},
+            }
+        )
+    )
+    with running_sidecar(config) as sidecar, sidecar.stub() as stub:
+        group = fresh_group()
+        save(stub, group, k="0")
+        sub = Subscriber(stub, group, "k")
+        try:
+            assert sub.next() == {"k": "0"}
+            for n in range(1, 4):
+                # The duration under test: each round outlasts the connection's
+                # age plus its grace, after which gRPC used to cut the stream.
+                threading.Event().wait(1.2)
+                save(stub, group, k=str(n))
+                assert sub.next() == {"k": str(n)}
+        finally:
+            sub.close()
