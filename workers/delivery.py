@@ -93,7 +93,7 @@ class TopicConsumer:
         w = self.where
         backoff = RETRY_FIRST
         own_pending_done = False
-        next_claim = time.monotonic() + self.timing.redeliver_interval
+        next_claim = time.monotonic()  # at once: a predecessor may have released some
         while not self.stop.is_set():
             try:
                 if not own_pending_done:
@@ -108,8 +108,9 @@ class TopicConsumer:
                     batch = self.pubsub.read_new(
                         w.topic, w.group, w.consumer, READ_BATCH, READ_BLOCK_SECONDS
                     )
-                for message in batch:
-                    if not self._deliver(message):
+                for index, message in enumerate(batch):
+                    if self.stop.is_set() or not self._deliver(message):
+                        self._release(batch[index:])
                         return
                 backoff = RETRY_FIRST
             except ComponentError as exc:  # backend down: wait, then carry on
@@ -117,8 +118,16 @@ class TopicConsumer:
                 log.warning("topic %s: %s; retrying in %.1f s", w.topic, exc, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
-            except Stopped:
-                return
+
+    def _release(self, messages: list[Message]) -> None:
+        """Stopping with these unacknowledged: let the next consumer of the
+        topic (a re-subscribed stream, the next generation's worker) claim
+        them at once instead of after processingTimeout."""
+        w = self.where
+        try:
+            self.pubsub.release(w.topic, w.group, w.consumer, [m.id for m in messages])
+        except ComponentError as exc:
+            log.info("topic %s: %d message(s) not released (%s)", w.topic, len(messages), exc)
 
     def _deliver(self, message: Message) -> bool:
         """Deliver until acknowledged; False when stopping with it unacknowledged."""
@@ -130,7 +139,10 @@ class TopicConsumer:
         event = cloudevents.to_topic_event(message.data, pubsub_name=w.pubsub_name, topic=w.topic)
         backoff = RETRY_FIRST
         while True:
-            status = self.sink(event)
+            try:
+                status = self.sink(event)
+            except Stopped:  # its subscriber went away
+                return False
             if status in (SUCCESS, DROP):
                 self.pubsub.ack(w.topic, w.group, [message.id])
                 self.delivered += 1

@@ -41,6 +41,7 @@ APP_RETRY_FIRST, APP_RETRY_MAX = 0.2, 2.0
 APP_REFRESH_SECONDS = 5.0
 APP_CALL_TIMEOUT = 2.0
 DELIVERY_TIMEOUT = 60.0
+UNSUBSCRIBE_WAIT = 3.0  # > one blocked read of the topic (1 s)
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
@@ -191,7 +192,10 @@ class PubSubBlock(Block):
         with self._lock:
             if self._consumers.get(topic) is consumer:
                 del self._consumers[topic]
-        consumer.close(timeout=0)
+        # Waited for: the consumer releases what it leaves unacknowledged, and
+        # that must be done before the client, told its stream ended,
+        # subscribes again (possibly on another worker).
+        consumer.close(timeout=UNSUBSCRIBE_WAIT)
 
     def _through_mailbox(self, mailbox: Mailbox, event: cb.TopicEventRequest) -> int:
         mailbox.put(pb.SubscribeTopicEventsResponse(event_message=event).SerializeToString())

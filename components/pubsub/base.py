@@ -57,6 +57,12 @@ class PubSub(Protocol):
         that is still being retried must not be claimed by another consumer)."""
         ...
 
+    def release(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        """Give up messages pending on ``consumer`` (it stops before finishing
+        them): the next ``claim_idle`` of any consumer takes them, whatever its
+        ``min_idle_seconds``. They stay pending until then."""
+        ...
+
     def ack(self, topic: str, group: str, ids: Sequence[str]) -> None:
         """Done with these messages: they are never delivered to the group again."""
         ...

@@ -11,6 +11,7 @@ never by polling. Idle times use the monotonic clock.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -133,16 +134,23 @@ class MemoryPubSub:
             return [t.log[n - 1] for n in claimed]
 
     def touch(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        self._set_idle_since(topic, group, consumer, ids, time.monotonic())
+
+    def release(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        self._set_idle_since(topic, group, consumer, ids, -math.inf)
+
+    def _set_idle_since(
+        self, topic: str, group: str, consumer: str, ids: Sequence[str], since: float
+    ) -> None:
         check_ids(ids)
         with self._mutex:
             g = self._existing_group(topic, group)
-            now = time.monotonic()
             for n in map(_seq, ids):
-                # Only the consumer's own entries: touching must never steal a
+                # Only the consumer's own entries: this must never steal a
                 # message another consumer has claimed meanwhile.
                 entry = g.pending.get(n) if n is not None else None
                 if n is not None and entry is not None and entry[0] == consumer:
-                    g.pending[n] = (consumer, now)
+                    g.pending[n] = (consumer, since)
 
     def ack(self, topic: str, group: str, ids: Sequence[str]) -> None:
         check_ids(ids)

@@ -34,17 +34,20 @@ _SLICE_MS = 1000
 _T = TypeVar("_T")
 _Entry = tuple[Any, Any]  # (id, fields) as redis-py parses a stream entry
 
-# Touch only entries pending on this consumer: a bare XCLAIM would also take
-# over an entry that another consumer claimed in the meantime.
-_TOUCH = """
-for i = 3, #ARGV do
+# Set the idle time (ARGV[3] ms) of entries pending on this consumer only: a
+# bare XCLAIM would also take over an entry another consumer claimed meanwhile.
+_SET_IDLE = """
+for i = 4, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
   end
 end
 return 0
 """
+# Idle time of a released entry: longer than any processingTimeout, shorter
+# than the Unix time in ms (Redis ignores an IDLE reaching before 1970).
+_RELEASED_IDLE_MS = 365 * 24 * 3600 * 1000
 
 
 def _text(value: Any) -> str:
@@ -85,7 +88,7 @@ class RedisPubSub:
         # No connection exists yet, so this sets the timeout of every one to come.
         kwargs = self._blocking.connection_pool.connection_kwargs
         kwargs["socket_timeout"] = (kwargs.get("socket_timeout") or 0) + _SLICE_MS / 1000
-        self._touch = self._client.register_script(_TOUCH)
+        self._set_idle_script = self._client.register_script(_SET_IDLE)
         self._groups: set[tuple[str, str]] = set()  # created by this instance
         self._groups_mutex = threading.Lock()
         self._closed = False
@@ -212,14 +215,24 @@ class RedisPubSub:
         return found
 
     def touch(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        self._set_idle(topic, group, consumer, ids, 0)
+
+    def release(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        self._set_idle(topic, group, consumer, ids, _RELEASED_IDLE_MS)
+
+    def _set_idle(
+        self, topic: str, group: str, consumer: str, ids: Sequence[str], idle_ms: int
+    ) -> None:
         check_ids(ids)
         if not ids:
             return
         with _redis.translated(self._address):
             try:
-                self._touch(keys=[KEY_PREFIX + topic], args=[group, consumer, *ids])
+                self._set_idle_script(
+                    keys=[KEY_PREFIX + topic], args=[group, consumer, idle_ms, *ids]
+                )
             except redis.ResponseError as exc:
-                if not _group_gone(exc):  # no group: nothing is pending to touch
+                if not _group_gone(exc):  # no group: nothing is pending
                     raise
 
     def ack(self, topic: str, group: str, ids: Sequence[str]) -> None:

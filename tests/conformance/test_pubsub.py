@@ -466,3 +466,24 @@ def test_redis_unreachable_is_backend_unavailable() -> None:
                 call()
     finally:
         ps.close()
+
+
+def test_released_messages_are_claimed_at_once(ps: PubSub) -> None:
+    for n in range(3):
+        ps.publish("t", f"m{n}".encode(), {})
+    taken = ps.read_new("t", "g", "leaving", 3, 0)
+    assert [m.data for m in taken] == [b"m0", b"m1", b"m2"]
+    # Without a release, a long min idle finds nothing to claim.
+    assert ps.claim_idle("t", "g", "other", 3600, 10) == []
+    ps.release("t", "g", "leaving", [m.id for m in taken[1:]])
+    claimed = ps.claim_idle("t", "g", "other", 3600, 10)
+    assert [m.data for m in claimed] == [b"m1", b"m2"]
+    # Claimed means fresh again for the claimer.
+    assert ps.claim_idle("t", "g", "third", 3600, 10) == []
+
+
+def test_release_never_gives_away_another_consumers_message(ps: PubSub) -> None:
+    ps.publish("t", b"x", {})
+    (message,) = ps.read_new("t", "g", "owner", 1, 0)
+    ps.release("t", "g", "someone-else", [message.id])
+    assert ps.claim_idle("t", "g", "other", 3600, 10) == []

@@ -16,6 +16,7 @@ from layotto.proto import runtime_pb2 as pb
 from tests.app_server import RETRY, SUCCESS, App
 from tests.e2e.test_upgrade import LISTENERS, RUNTIME
 from tests.integration.test_configuration_api import Subscriber, save
+from tests.integration.test_pubsub_api import Stream
 from tests.redis_server import RedisServer
 from tests.sidecar import Sidecar, running_sidecar
 
@@ -24,14 +25,15 @@ pytestmark = pytest.mark.redis
 PUBSUB = "pub_subs_demo"
 
 
-def events_config(app_port: int) -> str:
+def events_config(
+    app_port: int, timing: str = ", processingTimeout: 2s, redeliverInterval: 0.5s"
+) -> str:
     redis = "redisHost: '${REDIS_ADDR}'"
-    timing = "processingTimeout: 2s, redeliverInterval: 0.5s"
     return (
         LISTENERS
         + RUNTIME
         + f"app: {{app_id: app1, grpc_callback_port: {app_port}}}\n"
-        + f"pub_subs: {{{PUBSUB}: {{type: redis, workers: 2, metadata: {{{redis}, {timing}}}}}}}\n"
+        + f"pub_subs: {{{PUBSUB}: {{type: redis, workers: 2, metadata: {{{redis}{timing}}}}}}}\n"
         + f"config_store: {{config_demo: {{type: redis, metadata: {{{redis}}}}}}}\n"
     )
 
@@ -142,3 +144,35 @@ def test_unacknowledged_message_survives_a_sidecar_restart(
     with running_sidecar(config, env):
         app.wait_until(lambda a: len(a.data("upgrade")) > delivered)
     assert set(app.data("upgrade")) == {b"keep me"}
+
+
+def test_unacknowledged_stream_event_comes_back_at_once_after_an_upgrade(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = tmp_path / "events.yaml"
+    # Default processingTimeout (60 s): longer than this test waits, so the
+    # event must be released by the old generation, not merely reclaimed.
+    config.write_text(events_config(0, timing=""))
+    with running_sidecar(config, {"REDIS_ADDR": redis_server.address}) as sc, sc.stub() as stub:
+        first = Stream(stub, "handover")
+        assert first.next().HasField("initial_response")
+        stub.PublishEvent(
+            pb.PublishEventRequest(pubsub_name=PUBSUB, topic="handover", data=b"unanswered"),
+            timeout=10,
+        )
+        event = first.next().event_message
+        result = sc.cli("reload", timeout=120)
+        assert result.returncode == 0, result.stderr
+        with pytest.raises(grpc.RpcError) as ended:
+            while True:
+                first.next(timeout=30)
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+        second = Stream(stub, "handover")
+        try:
+            assert second.next().HasField("initial_response")
+            again = second.next(timeout=20).event_message
+            assert (again.id, again.data) == (event.id, b"unanswered")
+            second.answer(again.id, SUCCESS)
+        finally:
+            first.close()
+            second.close()
