@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,14 +135,18 @@ def test_scale_up_and_down_under_load(sidecar: Sidecar) -> None:
         load.wait_for_calls(100)
         up = sidecar.cli("scale", "state_demo", "4", timeout=120)
         assert up.returncode == 0, up.stderr
-        load.wait_for_calls(300)
-        rows = [
-            line.split()
-            for line in sidecar.cli("status").stdout.splitlines()
-            if line.startswith("state_demo#")
-        ]
-        assert len(rows) == 4
-        assert all(int(row[7]) > 0 for row in rows), rows  # every replica served calls
+        deadline = time.monotonic() + 30
+        while True:  # until every replica has served calls (a new one connects first)
+            load.wait_for_calls(100)
+            rows = [
+                line.split()
+                for line in sidecar.cli("status").stdout.splitlines()
+                if line.startswith("state_demo#")
+            ]
+            assert len(rows) == 4
+            if all(int(row[7]) > 0 for row in rows):
+                break
+            assert time.monotonic() < deadline, rows
         down = sidecar.cli("scale", "state_demo", "1", timeout=120)
         assert down.returncode == 0, down.stderr
         load.wait_for_calls(100)
