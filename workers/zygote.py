@@ -41,6 +41,9 @@ def preload() -> None:
     nothing (checked: a child forked after the import serves gRPC)."""
     for spec in registry.TYPES.values():
         importlib.import_module(spec.factory.split(":")[0])
+    # Imported lazily by workers.blocks (they build on it): here, once for all.
+    importlib.import_module("layotto.workers.config_block")
+    importlib.import_module("layotto.workers.pubsub_block")
     importlib.import_module("layotto.api.main")
     gc.collect()
     gc.freeze()  # keep the shared objects out of the collector's writes
