@@ -45,6 +45,11 @@ def preload() -> None:
     importlib.import_module("layotto.workers.config_block")
     importlib.import_module("layotto.workers.pubsub_block")
     importlib.import_module("layotto.api.main")
+    # grpc imports these only when the first server or channel is made
+    # (the API process, the pub/sub worker's AppCallback client).
+    importlib.import_module("grpc._server")
+    importlib.import_module("grpc._channel")
+    importlib.import_module("grpc._simple_stubs")
     gc.collect()
     gc.freeze()  # keep the shared objects out of the collector's writes
 
