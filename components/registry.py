@@ -119,7 +119,7 @@ _TYPES += [
         "pub_subs",
         "in-memory",
         "layotto.components.pubsub.memory:create",
-        _DELIVERY_KEYS,
+        {**_DELIVERY_KEYS, "maxLenApprox": "keep the last this many messages per topic (10000)"},
         single_process=True,
     ),
     ComponentType(

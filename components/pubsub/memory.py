@@ -3,10 +3,12 @@
 Per topic, a log of messages with ids ``"<n>-0"`` (n = 1, 2, ...); per group,
 the last delivered n and a pending table n -> (consumer, delivery time). Like
 ``XGROUP CREATE ... 0`` a new group starts at the beginning of the log, so it
-also sees messages published before it existed; the log is therefore never
-trimmed. One lock guards everything; each topic has a ``Condition`` on that
-lock so a blocked ``read_new`` wakes on its own topic's publish (or ``close``),
-never by polling. Idle times use the monotonic clock.
+also sees messages published before it existed; the log keeps the last
+``maxLenApprox`` messages (default 10000), like ``XADD ... MAXLEN``: a trimmed
+message that was still pending is gone from the pending table too. One lock
+guards everything; each topic has a ``Condition`` on that lock so a blocked
+``read_new`` wakes on its own topic's publish (or ``close``), never by
+polling. Idle times use the monotonic clock.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from layotto.components._redis import parse_int
 from layotto.components.errors import InvalidRequestError
 from layotto.components.pubsub.base import Message
 
@@ -55,12 +58,31 @@ class _Group:
 @dataclass
 class _Topic:
     changed: threading.Condition
-    log: list[Message] = field(default_factory=list)  # position n is log[n - 1]
+    log: list[Message] = field(default_factory=list)  # position n is log[n - 1 - trimmed]
     groups: dict[str, _Group] = field(default_factory=dict)
+    trimmed: int = 0  # messages dropped from the front of the log
+
+    def at(self, position: int) -> Message:
+        return self.log[position - 1 - self.trimmed]
+
+    def trim(self, max_len: int) -> None:
+        excess = len(self.log) - max_len
+        if excess <= 0:
+            return
+        del self.log[:excess]
+        self.trimmed += excess
+        for g in self.groups.values():
+            g.last = max(g.last, self.trimmed)
+            for n in [n for n in g.pending if n <= self.trimmed]:
+                del g.pending[n]
+
+
+DEFAULT_MAX_LEN = 10000
 
 
 class MemoryPubSub:
-    def __init__(self) -> None:
+    def __init__(self, max_len: int = DEFAULT_MAX_LEN) -> None:
+        self._max_len = max_len
         self._mutex = threading.Lock()
         self._topics: dict[str, _Topic] = {}
         self._closed = False
@@ -83,8 +105,9 @@ class MemoryPubSub:
     def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> str:
         with self._mutex:
             t = self._topic(topic)
-            message = Message(f"{len(t.log) + 1}-0", bytes(data), dict(metadata))
+            message = Message(f"{t.trimmed + len(t.log) + 1}-0", bytes(data), dict(metadata))
             t.log.append(message)
+            t.trim(self._max_len)
             t.changed.notify_all()
         return message.id
 
@@ -98,7 +121,9 @@ class MemoryPubSub:
             while True:
                 if self._closed:
                     return []
-                batch = t.log[g.last : g.last + count]
+                g.last = max(g.last, t.trimmed)  # a new group starts at the oldest kept
+                start = g.last - t.trimmed
+                batch = t.log[start : start + count]
                 if batch:
                     now = time.monotonic()
                     for position in range(g.last + 1, g.last + len(batch) + 1):
@@ -118,7 +143,7 @@ class MemoryPubSub:
             now = time.monotonic()
             for n in mine:  # a redelivery counts as a delivery, as in XREADGROUP
                 g.pending[n] = (consumer, now)
-            return [t.log[n - 1] for n in mine]
+            return [t.at(n) for n in mine]
 
     def claim_idle(
         self, topic: str, group: str, consumer: str, min_idle_seconds: float, count: int
@@ -131,7 +156,7 @@ class MemoryPubSub:
             claimed = idle[:count]
             for n in claimed:
                 g.pending[n] = (consumer, now)
-            return [t.log[n - 1] for n in claimed]
+            return [t.at(n) for n in claimed]
 
     def touch(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
         self._set_idle_since(topic, group, consumer, ids, time.monotonic())
@@ -172,4 +197,4 @@ class MemoryPubSub:
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> MemoryPubSub:
     # consumerID, processingTimeout and redeliverInterval belong to the worker.
-    return MemoryPubSub()
+    return MemoryPubSub(parse_int(metadata, "maxLenApprox", DEFAULT_MAX_LEN, name, minimum=1))

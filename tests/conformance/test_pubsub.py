@@ -487,3 +487,26 @@ def test_release_never_gives_away_another_consumers_message(ps: PubSub) -> None:
     (message,) = ps.read_new("t", "g", "owner", 1, 0)
     ps.release("t", "g", "someone-else", [message.id])
     assert ps.claim_idle("t", "g", "other", 3600, 10) == []
+
+
+def test_memory_topic_keeps_only_the_last_max_len_messages() -> None:
+    ps = make("in-memory", {"maxLenApprox": "3"})
+    try:
+        ps.publish("t", b"m1", {})
+        (first,) = ps.read_new("t", "early", "c", 1, 0)  # pending on "early"
+        for n in range(2, 6):
+            ps.publish("t", f"m{n}".encode(), {})
+        # A new group sees only what is kept; the trimmed pending entry is gone.
+        assert [m.data for m in ps.read_new("t", "late", "c", 10, 0)] == [b"m3", b"m4", b"m5"]
+        assert ps.read_pending("t", "early", "c", 10) == []
+        assert [m.data for m in ps.read_new("t", "early", "c", 10, 0)] == [b"m3", b"m4", b"m5"]
+        assert first.data == b"m1"
+        (sixth,) = [ps.publish("t", b"m6", {})]
+        assert [m.id for m in ps.read_new("t", "late", "c", 10, 0)] == [sixth]
+    finally:
+        ps.close()
+
+
+def test_memory_max_len_must_be_positive() -> None:
+    with pytest.raises(InvalidRequestError, match="maxLenApprox"):
+        make("in-memory", {"maxLenApprox": "0"})
