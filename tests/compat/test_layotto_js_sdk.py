@@ -2,7 +2,8 @@
 
 ``tests/compat/js/demo.js`` drives the real sidecar with the stock SDK, pinned
 in ``tests/compat/js/package.json`` / ``package-lock.json``, the way Layotto's
-quickstarts do (hello, state, lock, sequencer), and prints one JSON summary.
+quickstarts do (hello, state, lock, sequencer, configuration, and pub/sub
+through the SDK's own AppCallback server), and prints one JSON summary.
 Node and npm are required: without them the test fails, it never skips.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.sidecar import REPO, Sidecar, running_sidecar
 
 JS = Path(__file__).resolve().parent / "js"
@@ -68,7 +69,8 @@ def node_sdk() -> str:
 
 @pytest.fixture(params=["standalone", pytest.param("redis", marks=pytest.mark.redis)])
 def sidecar(request: pytest.FixtureRequest) -> Iterator[Sidecar]:
-    env: dict[str, str] = {}
+    # The SDK's AppCallback server listens there (demo.js); the sidecar calls it.
+    env: dict[str, str] = {"LAYOTTO_APP_PORT": str(free_port())}
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         env["REDIS_ADDR"] = server.address
@@ -78,7 +80,13 @@ def sidecar(request: pytest.FixtureRequest) -> Iterator[Sidecar]:
 
 def run_demo(node: str, sidecar: Sidecar) -> dict[str, Any]:
     env = dict(os.environ)
-    env.update({"runtime_GRPC_PORT": str(sidecar.grpc_port), "runtime_GRPC_HOST": "127.0.0.1"})
+    env.update(
+        {
+            "runtime_GRPC_PORT": str(sidecar.grpc_port),
+            "runtime_GRPC_HOST": "127.0.0.1",
+            "appcallback_GRPC_PORT": sidecar.env["LAYOTTO_APP_PORT"],
+        }
+    )
     result = subprocess.run(
         [node, str(JS / "demo.js")],
         cwd=JS,
@@ -129,3 +137,7 @@ def test_layotto_js_sdk_quickstarts(node_sdk: str, sidecar: Sidecar) -> None:
     }
 
     assert summary["sequencer"]["ids"] == [str(i) for i in range(1, 11)]
+
+    assert summary["configuration"] == {"get": ["v1"], "subscribed": ["v1", "v2"], "deleted": True}
+    assert summary["pubsub"]["data"]["order"] == 7
+    assert summary["pubsub"]["hasId"] is True

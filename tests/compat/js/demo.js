@@ -11,13 +11,16 @@
 
 const { randomBytes } = require('node:crypto');
 const { isDeepStrictEqual, inspect } = require('node:util');
-const { Client, RuntimeTypes } = require('layotto');
+const { Client, Server, RuntimeTypes } = require('layotto');
 
 const HELLO = 'helloworld';
 const GREETING = 'greeting'; // the `hello:` value of configs/*.yaml
 const STATE = 'state_demo';
 const LOCK = 'lock_demo';
 const SEQUENCER = 'sequencer_demo';
+const CONFIG = 'config_demo';
+const PUBSUB = 'pub_subs_demo';
+const APP_ID = 'app1';
 
 // Layotto's UnlockResponse.Status and the gRPC code of an etag mismatch.
 const UNLOCK = { SUCCESS: 0, LOCK_UNEXIST: 1, LOCK_BELONG_TO_OTHERS: 2, INTERNAL_ERROR: 3 };
@@ -227,6 +230,100 @@ async function sequencer() {
   return { ids };
 }
 
+// Resolves with the first value `take` accepts from a callback-fed queue, or
+// rejects after `ms`.
+function waitFor(step, queue, take, ms = 20000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      mismatches.push(step);
+      console.error(`MISMATCH ${step}: nothing arrived in ${ms} ms; got ${show(queue.items)}`);
+      reject(new Abort());
+    }, ms);
+    const look = () => {
+      const found = queue.items.find(take);
+      if (found !== undefined) {
+        clearTimeout(timer);
+        resolve(found);
+        return true;
+      }
+      return false;
+    };
+    if (!look()) queue.waiters.push(look);
+  });
+}
+
+function feed() {
+  const queue = { items: [], waiters: [] };
+  queue.push = item => {
+    queue.items.push(item);
+    queue.waiters = queue.waiters.filter(look => !look());
+  };
+  return queue;
+}
+
+async function configuration() {
+  const key = `cfg-${suffix}`;
+  const out = {};
+  await call('configuration.save v1', () => client.configuration.save({
+    storeName: CONFIG, appId: APP_ID, items: [{ key, content: 'v1' }],
+  }));
+  const got = await call('configuration.get', () =>
+    client.configuration.get({ storeName: CONFIG, appId: APP_ID, keys: [key] }));
+  check('configuration.get', [{ key, content: 'v1', group: 'default', label: 'default' }],
+    got.map(i => ({ key: i.key, content: i.content, group: i.group, label: i.label })));
+  out.get = got.map(i => i.content);
+
+  // A subscription gets the current value first, then the change.
+  const updates = feed();
+  const stream = client.configuration.subscribe({
+    storeName: CONFIG, appId: APP_ID, keys: [key],
+    onData: items => items.forEach(i => updates.push(i.content)),
+    onClose: () => {},
+  });
+  await waitFor('configuration.subscribe current value', updates, c => c === 'v1');
+  await call('configuration.save v2', () => client.configuration.save({
+    storeName: CONFIG, appId: APP_ID, items: [{ key, content: 'v2' }],
+  }));
+  await waitFor('configuration.subscribe change', updates, c => c === 'v2');
+  out.subscribed = [...updates.items];
+  stream.cancel();
+
+  await call('configuration.delete', () =>
+    client.configuration.delete({ storeName: CONFIG, appId: APP_ID, keys: [key] }));
+  const gone = await call('configuration.get after delete', () =>
+    client.configuration.get({ storeName: CONFIG, appId: APP_ID, keys: [key] }));
+  check('configuration.get after delete', [], gone);
+  out.deleted = gone.length === 0;
+  return out;
+}
+
+async function pubsub() {
+  const topic = `topic-${suffix}`;
+  const received = feed();
+  const server = new Server(process.env.appcallback_GRPC_PORT, undefined, {
+    logger: { info() {}, warn() {}, error: console.error, debug() {} },
+  });
+  // In SDK 1.18.0 `subscribe` only registers the handler; what
+  // ListTopicSubscriptions answers is added separately.
+  server.pubsub.subscribe(PUBSUB, topic, async (data, request) => {
+    received.push({ data, id: request.id, source: request.source, topic: request.topic });
+  });
+  server.pubsub.addPubSubSubscription(PUBSUB, topic);
+  await server.start(); // after the sidecar: it keeps asking until the app answers
+  try {
+    await call('pubsub.publish', () =>
+      client.pubsub.publish({ pubsubName: PUBSUB, topic, data: { order: 7, suffix } }));
+    const event = await waitFor('pubsub delivery to the SDK server', received,
+      e => e.data && e.data.suffix === suffix);
+    check('pubsub delivered data', { order: 7, suffix }, event.data);
+    check('pubsub delivered topic', topic, event.topic);
+    check('pubsub delivered source', 'runtime', event.source);
+    return { data: event.data, hasId: event.id !== '' };
+  } finally {
+    await server.close();
+  }
+}
+
 async function main() {
   const summary = { sdk: require('layotto/package.json').version, target: `${client.host}:${client.port}`, suffix };
   try {
@@ -234,6 +331,8 @@ async function main() {
     summary.state = await state();
     summary.lock = await lock();
     summary.sequencer = await sequencer();
+    summary.configuration = await configuration();
+    summary.pubsub = await pubsub();
   } catch (err) {
     if (!(err instanceof Abort)) {
       console.error('demo failed:', err);
