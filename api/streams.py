@@ -48,9 +48,8 @@ class Subscription:
     sub_id: int = 0
 
 
-_Item = tuple[
-    str, Any
-]  # ("events", (Subscription, list[bytes])) | ("lost", Subscription) | ("end", CallError)
+# ("events", (Subscription, list[bytes])) | ("lost", Subscription) | ("end", CallError)
+_Item = tuple[str, Any]
 
 
 class Session:
