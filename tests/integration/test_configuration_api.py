@@ -273,3 +273,21 @@ def test_a_stream_outlives_the_connection_age(tmp_path: Path) -> None:
                 assert sub.next() == {"k": str(n)}
         finally:
             sub.close()
+
+
+def test_each_request_on_a_stream_adds_a_subscription(stub: Stub) -> None:
+    group = fresh_group()
+    save(stub, group, a="1", b="2")
+    sub = Subscriber(stub, group, "a")
+    try:
+        assert sub.next() == {"a": "1"}
+        sub.requests.put(
+            pb.SubscribeConfigurationRequest(
+                store_name=STORE, app_id="app1", group=group, keys=["b"]
+            )
+        )
+        assert sub.next() == {"b": "2"}
+        save(stub, group, a="1b", b="2b")
+        sub.until({"a": "1b", "b": "2b"})
+    finally:
+        sub.close()
