@@ -90,6 +90,16 @@ class TopicConsumer:
         if self.predecessor is not None:
             self.predecessor.join(PREDECESSOR_WAIT)
             self.predecessor = None
+        self._consume()
+        # Stopped for good (a crash never gets here): leave no consumer behind
+        # in the group, unless it still holds released messages.
+        w = self.where
+        try:
+            self.pubsub.forget_consumer(w.topic, w.group, w.consumer)
+        except ComponentError as exc:
+            log.info("topic %s: consumer %s not removed (%s)", w.topic, w.consumer, exc)
+
+    def _consume(self) -> None:
         w = self.where
         backoff = RETRY_FIRST
         own_pending_done = False

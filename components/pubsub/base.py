@@ -63,6 +63,12 @@ class PubSub(Protocol):
         ``min_idle_seconds``. They stay pending until then."""
         ...
 
+    def forget_consumer(self, topic: str, group: str, consumer: str) -> None:
+        """Drop ``consumer`` from the group if nothing is pending on it (a
+        consumer that stopped for good); otherwise keep it, so its messages
+        can still be claimed."""
+        ...
+
     def ack(self, topic: str, group: str, ids: Sequence[str]) -> None:
         """Done with these messages: they are never delivered to the group again."""
         ...

@@ -177,6 +177,9 @@ class MemoryPubSub:
                 if n is not None and entry is not None and entry[0] == consumer:
                     g.pending[n] = (consumer, since)
 
+    def forget_consumer(self, topic: str, group: str, consumer: str) -> None:
+        pass  # consumers exist here only through their pending entries
+
     def ack(self, topic: str, group: str, ids: Sequence[str]) -> None:
         check_ids(ids)
         with self._mutex:

@@ -45,6 +45,14 @@ for i = 4, #ARGV do
 end
 return 0
 """
+# Delete a consumer only when nothing is pending on it: DELCONSUMER would
+# drop its pending entries, which then nobody could claim.
+_FORGET_CONSUMER = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
 # Idle time of a released entry: longer than any processingTimeout, shorter
 # than the Unix time in ms (Redis ignores an IDLE reaching before 1970).
 _RELEASED_IDLE_MS = 365 * 24 * 3600 * 1000
@@ -89,6 +97,7 @@ class RedisPubSub:
         kwargs = self._blocking.connection_pool.connection_kwargs
         kwargs["socket_timeout"] = (kwargs.get("socket_timeout") or 0) + _SLICE_MS / 1000
         self._set_idle_script = self._client.register_script(_SET_IDLE)
+        self._forget_consumer = self._client.register_script(_FORGET_CONSUMER)
         self._groups: set[tuple[str, str]] = set()  # created by this instance
         self._groups_mutex = threading.Lock()
         self._closed = False
@@ -233,6 +242,14 @@ class RedisPubSub:
                 )
             except redis.ResponseError as exc:
                 if not _group_gone(exc):  # no group: nothing is pending
+                    raise
+
+    def forget_consumer(self, topic: str, group: str, consumer: str) -> None:
+        with _redis.translated(self._address):
+            try:
+                self._forget_consumer(keys=[KEY_PREFIX + topic], args=[group, consumer])
+            except redis.ResponseError as exc:
+                if not _group_gone(exc):  # no group: no consumer either
                     raise
 
     def ack(self, topic: str, group: str, ids: Sequence[str]) -> None:

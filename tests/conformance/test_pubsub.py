@@ -510,3 +510,22 @@ def test_memory_topic_keeps_only_the_last_max_len_messages() -> None:
 def test_memory_max_len_must_be_positive() -> None:
     with pytest.raises(InvalidRequestError, match="maxLenApprox"):
         make("in-memory", {"maxLenApprox": "0"})
+
+
+@pytest.mark.redis
+def test_redis_forget_consumer_only_when_nothing_is_pending(
+    redis_open: Open, raw: redis.Redis
+) -> None:
+    ps = redis_open()
+    ps.publish("t", b"1", {})
+    ps.publish("t", b"2", {})
+    (done,) = ps.read_new("t", "g", "finished", 1, 0)
+    ps.ack("t", "g", [done.id])
+    ps.read_new("t", "g", "holding", 1, 0)  # stays pending
+    ps.forget_consumer("t", "g", "finished")
+    ps.forget_consumer("t", "g", "holding")
+    ps.forget_consumer("t", "nogroup", "anyone")  # nothing to do, no error
+    names = {c["name"] for c in raw.xinfo_consumers(KEY + "t", "g")}
+    assert names == {b"holding"}
+    # the kept consumer's message can still be claimed
+    assert [m.data for m in ps.claim_idle("t", "g", "other", 0, 10)] == [b"2"]
