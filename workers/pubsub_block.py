@@ -214,12 +214,13 @@ class PubSubBlock(Block):
 
     def close(self) -> None:
         self._stop.set()
-        self.subscriptions.close_all()
         with self._lock:
             consumers = list(self._consumers.values())
-            self._consumers.clear()
         for consumer in consumers:
-            consumer.stop.set()
+            consumer.stop.set()  # all wind down at once; the joins below are short
+        self.subscriptions.close_all()
+        with self._lock:
+            self._consumers.clear()
         for consumer in consumers:
             consumer.close()
         if self._app is not None:
