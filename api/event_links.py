@@ -127,6 +127,18 @@ class EventLink:
         for watcher in lost:
             watcher.lost()
 
+    def retire(self) -> None:
+        """The worker is being retired (scale-down): close its subscriptions
+        there first, so that it releases what it holds, then report them lost
+        so their sessions open them on the remaining replicas."""
+        with self._lock:
+            ids = list(self._watchers)
+        for sub_id in ids:
+            with contextlib.suppress(CallError):
+                self.call("CloseSubscription", json.dumps({"sub": sub_id}).encode(), 10.0)
+        self._lose(ids)
+        self.close()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -27,7 +27,7 @@ from layotto.api.streams import RESTARTING, Hub
 from layotto.api.websocket import WebSocketServer, socket_path
 from layotto.supervisor.config import Config
 from layotto.workers import child
-from layotto.workers.protocol import EXIT_CONFIG
+from layotto.workers.protocol import EXIT_CONFIG, events_address
 from layotto.workers.status import CallError, Code
 
 log = logging.getLogger("layotto.api")
@@ -87,6 +87,7 @@ class ApiProcess:
                 if not slot.wait_idle(RETIRE_TIMEOUT):
                     log.warning("%s still busy after %.0f s", slot.address, RETIRE_TIMEOUT)
                 slot.close()
+                self.hub.retire_link(events_address(slot.address))
                 self.link.send(
                     {"event": "retired", "component": component, "address": slot.address}
                 )

@@ -153,6 +153,13 @@ class Hub:
                 link = self._links[address] = EventLink(component, address)
             return link
 
+    def retire_link(self, address: str) -> None:
+        """A worker leaves (scale-down): move the subscriptions it holds."""
+        with self._lock:
+            link = self._links.pop(address, None)
+        if link is not None:
+            link.retire()
+
     def session(self) -> Session:
         session = Session(self)
         with self._lock:

@@ -6,6 +6,7 @@ UNAVAILABLE and a re-subscription gets current values."""
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,3 +177,46 @@ def test_unacknowledged_stream_event_comes_back_at_once_after_an_upgrade(
         finally:
             first.close()
             second.close()
+
+
+def test_subscriptions_move_when_their_worker_is_scaled_away(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    config = tmp_path / "events.yaml"
+    # Default processingTimeout (60 s): a message stuck on the retired worker
+    # would not come back within this test's waits.
+    text = events_config(0, timing="").replace(
+        "config_demo: {type: redis,", "config_demo: {type: redis, workers: 2,"
+    )
+    config.write_text(text)
+    # One topic per replica (streams are routed by crc32(topic)), so whichever
+    # replica is retired holds one of them.
+    topics = [
+        next(t for n in range(100) if zlib.crc32((t := f"scaled-{n}").encode()) % 2 == r)
+        for r in (0, 1)
+    ]
+    with running_sidecar(config, {"REDIS_ADDR": redis_server.address}) as sc, sc.stub() as stub:
+        save(stub, "scaled", k="before")
+        sub = Subscriber(stub, "scaled", "k")
+        streams = [Stream(stub, topic) for topic in topics]
+        try:
+            assert sub.next() == {"k": "before"}
+            for stream in streams:
+                assert stream.next().HasField("initial_response")
+            for component in ("config_demo", PUBSUB):
+                result = sc.cli("scale", component, "1", timeout=120)
+                assert result.returncode == 0, result.stderr
+            save(stub, "scaled", k="after")
+            sub.until({"k": "after"})
+            for stream, topic in zip(streams, topics, strict=True):
+                stub.PublishEvent(
+                    pb.PublishEventRequest(pubsub_name=PUBSUB, topic=topic, data=b"after"),
+                    timeout=10,
+                )
+                event = stream.next(timeout=20).event_message
+                assert event.data == b"after"
+                stream.answer(event.id, SUCCESS)
+        finally:
+            sub.close()
+            for stream in streams:
+                stream.close()
