@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
 import logging
 import threading
@@ -27,6 +28,7 @@ from layotto.workers.status import CallError, Code
 log = logging.getLogger("layotto.api.events")
 
 POLL_WAIT = 1.0
+CALL_TIMEOUT = 5.0
 _NNG_RECV_TIMEOUT = b"recv-timeout"
 _NNG_SEND_TIMEOUT = b"send-timeout"
 
@@ -50,7 +52,7 @@ class EventLink:
         self._lock = threading.Lock()
         self._watchers: dict[int, Watcher] = {}
         self._poller: threading.Thread | None = None
-        self._ids = iter(range(1, 1 << 62))
+        self._ids = itertools.count(1)
         self._closed = False
         self._contexts: list[pynng.Context] = []
 
@@ -134,10 +136,14 @@ class EventLink:
         with self._lock:
             ids = list(self._watchers)
         for sub_id in ids:
-            with contextlib.suppress(CallError):
-                self.call("CloseSubscription", json.dumps({"sub": sub_id}).encode(), 10.0)
+            self.close_subscription(sub_id)
         self._lose(ids)
         self.close()
+
+    def close_subscription(self, sub_id: int) -> None:
+        """Best effort: a worker that is gone closes it when its lease expires."""
+        with contextlib.suppress(CallError):
+            self.call("CloseSubscription", json.dumps({"sub": sub_id}).encode(), CALL_TIMEOUT)
 
     def close(self) -> None:
         with self._lock:

@@ -17,21 +17,17 @@ import grpc
 
 from layotto.api.nng_client import WorkerPool
 from layotto.api.routes import RPCS, Components, RpcSpec
+from layotto.api.status import abort
 from layotto.api.streams import Hub
 from layotto.api.subscribe import STREAMS
 from layotto.proto import lifecycle_pb2, runtime_pb2
 from layotto.workers.status import CallError
 
 _FOREVER = 365 * 24 * 3600.0
-_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _SERVICES = (
     runtime_pb2.DESCRIPTOR.services_by_name["Runtime"],
     lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"],
 )
-
-
-def _abort(context: grpc.ServicerContext, error: CallError) -> None:
-    context.abort(_GRPC_CODES[int(error.code)], error.message)
 
 
 def _routed(
@@ -53,7 +49,7 @@ def _routed(
                 idempotent=route.idempotent,
             )
         except CallError as error:
-            _abort(context, error)
+            abort(context, error)
             raise AssertionError("abort returns only by raising") from None
 
     return handle

@@ -25,17 +25,54 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from layotto.api.event_links import EventLink, Watcher
+from layotto.api.event_links import CALL_TIMEOUT, EventLink, Watcher
 from layotto.api.nng_client import WorkerPool
+from layotto.api.routes import Components
+from layotto.proto import runtime_pb2 as pb
 from layotto.workers.protocol import events_address
 from layotto.workers.status import CallError, Code
 
 log = logging.getLogger("layotto.api.streams")
 
 OPEN_TIMEOUT = 5.0
-CALL_TIMEOUT = 5.0
 REOPEN_WITHIN = 15.0
 RESTARTING = "layotto is restarting (hot upgrade or stop): subscribe again"
+
+
+def check(condition: bool, code: Code, message: str) -> None:
+    if not condition:
+        raise CallError(code, message)
+
+
+def topic_subscription(
+    components: Components, request: pb.SubscribeTopicEventsRequestInitial
+) -> Subscription:
+    """A topic subscription, validated as Layotto validates SubscribeTopicEvents."""
+    pubsubs = components.get("pub_subs", frozenset())
+    check(bool(pubsubs), Code.FAILED_PRECONDITION, "pubsub is not configured")
+    check(bool(request.pubsub_name), Code.INVALID_ARGUMENT, "pubsubName is required")
+    check(bool(request.topic), Code.INVALID_ARGUMENT, "topic is required")
+    check(
+        request.pubsub_name in pubsubs,
+        Code.INVALID_ARGUMENT,
+        f"pubsub {request.pubsub_name} not found",
+    )
+    # Sticky by topic: reopened on the same replica, the subscription
+    # redelivers what that replica's consumer left unacknowledged.
+    return Subscription(request.pubsub_name, request.topic, True, request.SerializeToString())
+
+
+def configuration_subscription(
+    components: Components, request: pb.SubscribeConfigurationRequest
+) -> Subscription:
+    stores = components.get("config_store", frozenset())
+    check(bool(stores), Code.FAILED_PRECONDITION, "configuration store is not configured")
+    check(
+        request.store_name in stores,
+        Code.INVALID_ARGUMENT,
+        f"configuration store {request.store_name} not found",
+    )
+    return Subscription(request.store_name, "", False, request.SerializeToString())
 
 
 @dataclass
@@ -94,9 +131,14 @@ class Session:
                     raise
                 time.sleep(0.2)
 
-    def call(self, sub: Subscription, method: str, payload: bytes) -> None:
-        if sub.link is not None:
-            sub.link.call(method, payload, CALL_TIMEOUT)
+    def processed(self, sub: Subscription, event_id: str, status: int) -> None:
+        """Relay the client's answer to an event. When the subscription has
+        moved meanwhile, the event is delivered again instead."""
+        if sub.link is None:
+            return
+        payload = {"sub": sub.sub_id, "id": event_id, "status": status}
+        with contextlib.suppress(CallError):
+            sub.link.call("EventProcessed", json.dumps(payload).encode(), CALL_TIMEOUT)
 
     def end(self, error: CallError) -> None:
         self.items.put(("end", error))
@@ -129,11 +171,7 @@ class Session:
             if sub.link is None:
                 continue
             sub.link.unwatch(sub.sub_id)
-            # A worker that is gone closes it anyway when its lease expires.
-            with contextlib.suppress(CallError):
-                sub.link.call(
-                    "CloseSubscription", json.dumps({"sub": sub.sub_id}).encode(), CALL_TIMEOUT
-                )
+            sub.link.close_subscription(sub.sub_id)
 
 
 class Hub:

@@ -9,8 +9,6 @@ one of that topic comes, as in Layotto. Validation messages follow Layotto.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,22 +17,19 @@ from typing import Any
 import grpc
 
 from layotto.api.routes import Components
-from layotto.api.streams import OPEN_TIMEOUT, Hub, Session, Subscription
+from layotto.api.status import abort
+from layotto.api.streams import (
+    OPEN_TIMEOUT,
+    Hub,
+    Session,
+    check,
+    configuration_subscription,
+    topic_subscription,
+)
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.status import CallError, Code
 
-_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
-
 Handler = Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]]
-
-
-def _abort(context: grpc.ServicerContext, error: CallError) -> None:
-    context.abort(_GRPC_CODES[int(error.code)], error.message)
-
-
-def _check(condition: bool, code: Code, message: str) -> None:
-    if not condition:
-        raise CallError(code, message)
 
 
 def _stream(
@@ -47,7 +42,7 @@ def _stream(
         yield from body(session)
     except CallError as error:
         if context.is_active():
-            _abort(context, error)
+            abort(context, error)
     finally:
         hub.forget(session)
 
@@ -64,24 +59,12 @@ def _read_in_background(requests: Iterator[bytes], each: Callable[[bytes], None]
 
 
 def subscribe_configuration(hub: Hub, components: Components) -> Handler:
-    stores = components.get("config_store", frozenset())
-
     def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         def body(session: Session) -> Iterator[bytes]:
             def add(raw: bytes) -> None:
                 try:
                     request = pb.SubscribeConfigurationRequest.FromString(raw)
-                    _check(
-                        bool(stores),
-                        Code.FAILED_PRECONDITION,
-                        "configuration store is not configured",
-                    )
-                    _check(
-                        request.store_name in stores,
-                        Code.INVALID_ARGUMENT,
-                        f"configuration store {request.store_name} not found",
-                    )
-                    sub = Subscription(request.store_name, "", False, raw)
+                    sub = configuration_subscription(components, request)
                     session.open(sub, time.monotonic() + OPEN_TIMEOUT)
                 except CallError as error:
                     session.end(error)
@@ -96,39 +79,24 @@ def subscribe_configuration(hub: Hub, components: Components) -> Handler:
     return handle
 
 
+def _initial(requests: Iterator[bytes]) -> pb.SubscribeTopicEventsRequestInitial:
+    raw = next(requests, None)
+    try:
+        first = pb.SubscribeTopicEventsRequest.FromString(raw or b"")
+    except Exception as exc:
+        raise CallError(Code.INVALID_ARGUMENT, f"malformed request: {exc}") from None
+    check(
+        raw is not None and first.HasField("initial_request"),
+        Code.INVALID_ARGUMENT,
+        "initial request is required",
+    )
+    return first.initial_request
+
+
 def subscribe_topic_events(hub: Hub, components: Components) -> Handler:
-    pubsubs = components.get("pub_subs", frozenset())
-
-    def initial(requests: Iterator[bytes]) -> pb.SubscribeTopicEventsRequestInitial:
-        raw = next(requests, None)
-        try:
-            first = pb.SubscribeTopicEventsRequest.FromString(raw or b"")
-        except Exception as exc:
-            raise CallError(Code.INVALID_ARGUMENT, f"malformed request: {exc}") from None
-        _check(
-            raw is not None and first.HasField("initial_request"),
-            Code.INVALID_ARGUMENT,
-            "initial request is required",
-        )
-        request = first.initial_request
-        _check(bool(pubsubs), Code.FAILED_PRECONDITION, "pubsub is not configured")
-        _check(bool(request.pubsub_name), Code.INVALID_ARGUMENT, "pubsubName is required")
-        _check(bool(request.topic), Code.INVALID_ARGUMENT, "topic is required")
-        _check(
-            request.pubsub_name in pubsubs,
-            Code.INVALID_ARGUMENT,
-            f"pubsub {request.pubsub_name} not found",
-        )
-        return request
-
     def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         def body(session: Session) -> Iterator[bytes]:
-            request = initial(requests)
-            # Sticky by topic: reopened on the same replica, the subscription
-            # redelivers what that replica's consumer left unacknowledged.
-            sub = Subscription(
-                request.pubsub_name, request.topic, True, request.SerializeToString()
-            )
+            sub = topic_subscription(components, _initial(requests))
             session.open(sub, time.monotonic() + OPEN_TIMEOUT)
 
             def answer(raw: bytes) -> None:
@@ -145,10 +113,7 @@ def subscribe_topic_events(hub: Hub, components: Components) -> Handler:
                     )
                     return
                 processed = message.event_processed
-                payload = {"sub": sub.sub_id, "id": processed.id, "status": processed.status.status}
-                # When the subscription moved, the event is delivered again.
-                with contextlib.suppress(CallError):
-                    session.call(sub, "EventProcessed", json.dumps(payload).encode())
+                session.processed(sub, processed.id, processed.status.status)
 
             yield pb.SubscribeTopicEventsResponse(
                 initial_response=pb.SubscribeTopicEventsResponseInitial()

@@ -25,20 +25,27 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
-from layotto.api.streams import OPEN_TIMEOUT, Hub, Session, Subscription
+from layotto.api.routes import Components
+from layotto.api.streams import (
+    OPEN_TIMEOUT,
+    Hub,
+    Session,
+    Subscription,
+    check,
+    configuration_subscription,
+    topic_subscription,
+)
 from layotto.proto import appcallback_pb2 as cb
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.status import CallError, Code
 
 log = logging.getLogger("layotto.api.websocket")
-
-Components = Mapping[str, frozenset[str]]
 
 HANDSHAKE_TIMEOUT = 10.0  # for the client to complete the opening handshake
 CLOSE_TIMEOUT = 5.0  # for the client to answer our close frame
@@ -61,20 +68,15 @@ def socket_path(run_dir: str, generation: int) -> str:
     return os.path.join(run_dir, f"ws-{generation}.sock")
 
 
-def _check(condition: bool, code: Code, message: str) -> None:
-    if not condition:
-        raise CallError(code, message)
-
-
 def _string(request: dict[str, Any], field: str) -> str:
     value = request.get(field, "")
-    _check(isinstance(value, str), Code.INVALID_ARGUMENT, f"{field} must be a string")
+    check(isinstance(value, str), Code.INVALID_ARGUMENT, f"{field} must be a string")
     return str(value)
 
 
 def _strings(request: dict[str, Any], field: str) -> list[str]:
     value = request.get(field, [])
-    _check(
+    check(
         isinstance(value, list) and all(isinstance(v, str) for v in value),
         Code.INVALID_ARGUMENT,
         f"{field} must be an array of strings",
@@ -84,7 +86,7 @@ def _strings(request: dict[str, Any], field: str) -> list[str]:
 
 def _string_map(request: dict[str, Any], field: str) -> dict[str, str]:
     value = request.get(field, {})
-    _check(
+    check(
         isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
         Code.INVALID_ARGUMENT,
         f"{field} must be an object of strings",
@@ -93,7 +95,7 @@ def _string_map(request: dict[str, Any], field: str) -> dict[str, str]:
 
 
 def _parse(message: str | bytes) -> dict[str, Any]:
-    _check(
+    check(
         isinstance(message, str),
         Code.INVALID_ARGUMENT,
         "binary messages are not supported: send JSON text",
@@ -102,7 +104,7 @@ def _parse(message: str | bytes) -> dict[str, Any]:
         request = json.loads(message)
     except ValueError as exc:
         raise CallError(Code.INVALID_ARGUMENT, f"malformed JSON: {exc}") from None
-    _check(isinstance(request, dict), Code.INVALID_ARGUMENT, "a message must be a JSON object")
+    check(isinstance(request, dict), Code.INVALID_ARGUMENT, "a message must be a JSON object")
     return dict(request)
 
 
@@ -175,8 +177,8 @@ class Client:
     ) -> None:
         self.hub = hub
         self.threads = threads
+        self.components = components
         self.pubsubs = components.get("pub_subs", frozenset())
-        self.stores = components.get("config_store", frozenset())
         self.ws = ws
         self.session: Session = hub.session()
         self.active = True
@@ -266,7 +268,7 @@ class Client:
                 "ack": self._ack,
             }
             handler = handlers.get(op) if isinstance(op, str) else None
-            _check(
+            check(
                 handler is not None,
                 Code.INVALID_ARGUMENT,
                 f"unknown op {op!r}: use subscribe, watch or ack",
@@ -309,39 +311,28 @@ class Client:
     async def _subscribe(self, request: dict[str, Any]) -> None:
         pubsub, topic = _string(request, "pubsub"), _string(request, "topic")
         metadata = _string_map(request, "metadata")
-        # As SubscribeTopicEvents (api/subscribe.py), messages included.
-        _check(bool(self.pubsubs), Code.FAILED_PRECONDITION, "pubsub is not configured")
-        _check(bool(pubsub), Code.INVALID_ARGUMENT, "pubsubName is required")
-        _check(bool(topic), Code.INVALID_ARGUMENT, "topic is required")
-        _check(pubsub in self.pubsubs, Code.INVALID_ARGUMENT, f"pubsub {pubsub} not found")
         initial = pb.SubscribeTopicEventsRequestInitial(
             pubsub_name=pubsub, topic=topic, metadata=metadata
         )
-        # Sticky by topic, as the gRPC stream: reopened on the same replica.
-        sub = Subscription(pubsub, topic, True, initial.SerializeToString())
+        sub = topic_subscription(self.components, initial)  # as SubscribeTopicEvents
         await self._open(sub, {"type": "subscribed", "pubsub": pubsub, "topic": topic})
 
     async def _watch(self, request: dict[str, Any]) -> None:
         store = _string(request, "store")
         app_id, group, label = (_string(request, f) for f in ("app_id", "group", "label"))
         keys, metadata = _strings(request, "keys"), _string_map(request, "metadata")
-        # As SubscribeConfiguration (api/subscribe.py), messages included.
-        _check(bool(self.stores), Code.FAILED_PRECONDITION, "configuration store is not configured")
-        _check(
-            store in self.stores, Code.INVALID_ARGUMENT, f"configuration store {store} not found"
-        )
         subscribe = pb.SubscribeConfigurationRequest(
             store_name=store, app_id=app_id, group=group, label=label, keys=keys, metadata=metadata
         )
-        sub = Subscription(store, "", False, subscribe.SerializeToString())
+        sub = configuration_subscription(self.components, subscribe)  # as the gRPC stream
         await self._open(sub, {"type": "watching", "store": store})
 
     async def _ack(self, request: dict[str, Any]) -> None:
         event_id = _string(request, "id")
         pubsub, topic = _string(request, "pubsub"), _string(request, "topic")
         status = request.get("status", "SUCCESS")
-        _check(bool(event_id), Code.INVALID_ARGUMENT, "id is required")
-        _check(
+        check(bool(event_id), Code.INVALID_ARGUMENT, "id is required")
+        check(
             isinstance(status, str) and status in STATUSES,
             Code.INVALID_ARGUMENT,
             f"status must be SUCCESS, RETRY or DROP, not {status!r}",
@@ -351,23 +342,16 @@ class Client:
             for key in self.pending
             if key[2] == event_id and pubsub in ("", key[0]) and topic in ("", key[1])
         ]
-        _check(bool(waiting), Code.NOT_FOUND, f"no event {event_id!r} is waiting for an ack")
-        _check(
+        check(bool(waiting), Code.NOT_FOUND, f"no event {event_id!r} is waiting for an ack")
+        check(
             len(waiting) == 1,
             Code.INVALID_ARGUMENT,
             f"event {event_id!r} is waiting on several topics: add pubsub and topic",
         )
         sub = self.pending.pop(waiting[0])
-        payload = {"sub": sub.sub_id, "id": event_id, "status": int(STATUSES[status])}
-        # When the subscription moved, the event is delivered again.
-        with contextlib.suppress(CallError):
-            await trio.to_thread.run_sync(
-                self.session.call,
-                sub,
-                "EventProcessed",
-                json.dumps(payload).encode(),
-                limiter=self.threads,
-            )
+        await trio.to_thread.run_sync(
+            self.session.processed, sub, event_id, int(STATUSES[status]), limiter=self.threads
+        )
 
 
 class WebSocketServer:

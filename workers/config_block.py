@@ -125,7 +125,6 @@ class ConfigurationBlock(Block):
 
     def subscribe(self, payload: bytes) -> bytes:
         owner, raw = open_request(payload)
-        self.subscriptions.close_orphans()
         request = pb.SubscribeConfigurationRequest.FromString(raw)
         scope = self._scope(request.app_id, request.group, request.label)
         mailbox = self.subscriptions.open(owner)

@@ -170,7 +170,6 @@ class PubSubBlock(Block):
 
     def subscribe(self, payload: bytes) -> bytes:
         owner, raw = open_request(payload)
-        self.subscriptions.close_orphans()  # frees the topics of a killed API process
         initial = pb.SubscribeTopicEventsRequestInitial.FromString(raw)
         topic = initial.topic
         mailbox = self.subscriptions.open(owner)

@@ -82,6 +82,9 @@ class Subscriptions:
         self._ids = itertools.count(1)
 
     def open(self, owner: int) -> Mailbox:
+        # A killed API process's subscriptions go first: its clients are
+        # subscribing again right now, and must find their topics free.
+        self._close_orphans()
         with self._changed:
             mailbox = Mailbox(next(self._ids), owner, self._changed)
             self._open[mailbox.id] = mailbox
@@ -133,10 +136,9 @@ class Subscriptions:
         for sub_id in expired:
             self.close(sub_id)
 
-    def close_orphans(self) -> None:
-        """Close the subscriptions of API processes that died (killed, crashed):
-        their clients subscribe again at once through the restarted API, which
-        must not wait for the lease to find the topic free."""
+    def _close_orphans(self) -> None:
+        """Close the subscriptions of API processes that died (killed, crashed)
+        without waiting for their leases."""
         with self._changed:
             owners = {m.owner for m in self._open.values()}
             dead = {pid for pid in owners if not _alive(pid)}
