@@ -116,15 +116,21 @@ class Arbiter:
         self.children[child.id] = child
         return child
 
-    def new_zygote(self, generation: int) -> Child:
-        spec = {"generation": generation, "log_level": self.config.runtime.log_level}
+    def new_zygote(self, generation: int, config: Config | None = None) -> Child:
+        config = config or self.config
+        spec = {
+            "generation": generation,
+            "log_level": config.runtime.log_level,
+            # the backends to preload: those this generation's workers run
+            "types": sorted({(c.kind, c.type) for c in config.components}),
+        }
         child = Child(
             f"zygote@{generation}",
             "zygote",
             generation,
             "layotto.workers.zygote",
             spec,
-            lc.Proc(self.config.runtime.start_timeout),
+            lc.Proc(config.runtime.start_timeout),
         )
         self.children[child.id] = child
         return child

@@ -95,7 +95,7 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     for name in plan.lost_data:
         log.warning("reload: in-memory component %s changed; it restarts empty", name)
 
-    zygote = arbiter.new_zygote(generation)  # imports the code as it is on disk now
+    zygote = arbiter.new_zygote(generation, new_config)  # imports the code as it is on disk now
     new_workers = [
         arbiter.new_worker(component, generation, zygote.id)
         for component in plan.start

@@ -37,3 +37,28 @@ def test_opening_any_block_imports_nothing_the_zygote_did_not() -> None:
         [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "", f"imported after the fork: {result.stdout.strip()}"
+
+
+IN_MEMORY_ONLY = textwrap.dedent(
+    """
+    import sys
+    from layotto.components import registry
+    from layotto.workers import zygote
+
+    zygote.preload([t for t in registry.TYPES if t[1] != "redis"])
+    print("redis" in sys.modules)
+    """
+)
+
+
+def test_a_config_without_redis_gets_a_zygote_without_redis_py() -> None:
+    # redis-py is ~10 MiB of heap in the zygote family; the in-memory
+    # pub/sub once pulled it in through a shared metadata parser.
+    result = subprocess.run(
+        [sys.executable, "-c", IN_MEMORY_ONLY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "False"

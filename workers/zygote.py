@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import traceback
+from collections.abc import Iterable
 from typing import Any
 
 from layotto.components import registry
@@ -35,11 +36,15 @@ from layotto.workers import main as worker_main
 log = logging.getLogger("layotto.zygote")
 
 
-def preload() -> None:
-    """Import every backend and the API process's code now, so forked
-    children share it. Importing grpc starts no thread and initialises
-    nothing (checked: a child forked after the import serves gRPC)."""
-    for spec in registry.TYPES.values():
+def preload(types: Iterable[tuple[str, str]] | None = None) -> None:
+    """Import the backends of these (kind, type) pairs (all of them when
+    None) and the API process's code now, so forked children share it.
+    Importing grpc starts no thread and initialises nothing (checked: a child
+    forked after the import serves gRPC). A zygote preloads only its
+    generation's types: redis-py alone is ~10 MiB that a config without Redis
+    never needs; a type it did not preload still works, imported after the fork."""
+    wanted = registry.TYPES.values() if types is None else [registry.TYPES[t] for t in types]
+    for spec in wanted:
         importlib.import_module(spec.factory.split(":")[0])
     # Imported lazily by workers.blocks (they build on it): here, once for all.
     importlib.import_module("layotto.workers.config_block")
@@ -125,7 +130,8 @@ def main() -> None:
     spec = child.load_spec()
     child.setup_logging(f"zygote gen {spec.get('generation', 0)}", spec.get("log_level", "INFO"))
     child.ignore_terminal_signals()
-    preload()
+    types = spec.get("types")
+    preload(None if types is None else [(kind, type_) for kind, type_ in types])
     sock = socket.socket(fileno=int(os.environ[child.CONTROL_FD_ENV]))
     sys.exit(Zygote(child.ControlLink(sock), sock).serve())
 

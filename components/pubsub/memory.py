@@ -20,8 +20,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from layotto.components._redis import parse_int
 from layotto.components.errors import InvalidRequestError
+from layotto.components.metadata import parse_int
 from layotto.components.pubsub.base import Message
 
 _ID = re.compile(r"([0-9]+)(?:-([0-9]+))?")

@@ -26,6 +26,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from layotto.components import _redis
+from layotto.components import metadata as metadata_values
 from layotto.components.pubsub.base import Message
 from layotto.components.pubsub.memory import check_count, check_ids
 
@@ -90,7 +91,7 @@ def _entries(reply: Any) -> list[_Entry]:
 class RedisPubSub:
     def __init__(self, metadata: Mapping[str, str], component: str) -> None:
         self._address = metadata["redisHost"]
-        self._max_len = _redis.parse_int(metadata, "maxLenApprox", 0, component, minimum=1)
+        self._max_len = metadata_values.parse_int(metadata, "maxLenApprox", 0, component, minimum=1)
         self._client = _redis.connect(metadata, component)
         self._blocking = _redis.connect(metadata, component)
         # No connection exists yet, so this sets the timeout of every one to come.
