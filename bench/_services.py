@@ -162,11 +162,39 @@ class RedisServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class Sidecar:
-    """The real ``layotto start -c CONFIG`` on private ports."""
+# Top-level folders that the installed package maps to layotto.<name>.
+_PACKAGE_DIRS = ("supervisor", "workers", "api", "components", "proto", "configs")
 
-    def __init__(self, config: str, env: dict[str, str] | None = None) -> None:
+
+def source_tree(ref: str, directory: str) -> tuple[str, str]:
+    """The code of git ``ref`` laid out as the ``layotto`` namespace under
+    ``directory``. Returns the directory to put first on PYTHONPATH (there it
+    shadows the installed, editable package in every process) and the
+    checkout itself (for its configs)."""
+    src = os.path.join(directory, "src")
+    os.makedirs(src)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
+    namespace = os.path.join(directory, "tree", "layotto")
+    os.makedirs(namespace)
+    for name in _PACKAGE_DIRS:
+        os.symlink(os.path.join(src, name), os.path.join(namespace, name))
+    return os.path.dirname(namespace), src
+
+
+class Sidecar:
+    """The real ``layotto start -c CONFIG`` on private ports; with ``code``
+    (a PYTHONPATH from ``source_tree``) the sidecar of another commit."""
+
+    def __init__(
+        self, config: str, env: dict[str, str] | None = None, code: str | None = None
+    ) -> None:
         self.config = config
+        self.command = [LAYOTTO, "start", "-c", config]
+        if code is not None:
+            self.command = [PYTHON, "-m", "layotto.supervisor.cli", "start", "-c", config]
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.env = dict(os.environ)
@@ -177,6 +205,8 @@ class Sidecar:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if code is not None:
+            self.env["PYTHONPATH"] = code
         self.env.update(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.output: LineReader | None = None
@@ -197,7 +227,7 @@ class Sidecar:
     def start(self, timeout: float = 60) -> None:
         began = time.monotonic()
         self.process = spawn(
-            [LAYOTTO, "start", "-c", self.config],
+            self.command,
             env=self.env,
             cwd=REPO,
             stdout=subprocess.DEVNULL,

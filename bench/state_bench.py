@@ -29,10 +29,12 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from typing import Any
 
 import _procfs
 import _profile
-from _services import BENCH, Baseline, Load, Processes, RedisServer, Sidecar
+from _services import BENCH, Baseline, Load, Processes, RedisServer, Sidecar, source_tree
 
 CASES = [
     ("GetState", "get", 1),
@@ -50,6 +52,7 @@ CASES = [
     ("SaveState", "save", 16),
 ]
 SYSTEMS = ("sidecar", "baseline", "redis")
+AGAINST = "sidecar@ref"  # the sidecar of --against GIT_REF
 ROLE_ORDER = ("supervisor", "api", "zygote", "workers", "baseline", "redis")
 ROLE_SHORT = {
     "supervisor": "sup",
@@ -310,7 +313,7 @@ def print_table(
         f"State API, 100 B values, {placement}; median of {reps} rep(s) x "
         f"{seconds:g} s (p50/p99: median of the per-rep values). CPU in µs per request.",
         "",
-        f"{'case':<13} {'system':<9} {'req/s':>7} {'(min-max)':<15} {'p50 µs':>8} {'p99 µs':>8}"
+        f"{'case':<13} {'system':<11} {'req/s':>7} {'(min-max)':<15} {'p50 µs':>8} {'p99 µs':>8}"
         f"  {'server CPU µs/req = parts':<50} {'client':>6} {'cs/req':>6}  foreign cores",
     ]
     for case in CASES:
@@ -330,12 +333,20 @@ def print_table(
             errors = f"  ERRORS {s['errors']}" if s["errors"] else ""
             out.append(
                 f"{case_label(case, system) if index == 0 or system == 'redis' else '':<13} "
-                f"{system:<9} {_n(s['rps']):>7} {spread:<15} {_n(s['p50_us']):>8} "
+                f"{system:<11} {_n(s['rps']):>7} {spread:<15} {_n(s['p50_us']):>8} "
                 f"{_n(s['p99_us']):>8}  {server:<50} {_n(s['client_cpu_us_per_req']):>6} "
                 f"{_n(s['context_switches_per_req'], 1):>6}  {foreign}{errors}"
             )
         side = summary.get("sidecar", {}).get(label)
         base = summary.get("baseline", {}).get(label)
+        ref = summary.get(AGAINST, {}).get(label)
+        if side and ref:
+            out.append(
+                f"{'':<13} sidecar/sidecar@ref: req/s x{side['rps'] / ref['rps']:.2f}, "
+                f"p50 x{side['p50_us'] / ref['p50_us']:.2f}, p99 x"
+                f"{side['p99_us'] / ref['p99_us']:.2f}, server CPU x"
+                f"{side['server_cpu_us_per_req'] / ref['server_cpu_us_per_req']:.2f}"
+            )
         if side and base:
             out.append(
                 f"{'':<13} sidecar/baseline: req/s x{side['rps'] / base['rps']:.2f}, "
@@ -464,29 +475,40 @@ def parse_args() -> argparse.Namespace:
         help="after the reps, profile the API process and a state worker under GetState x16 "
         "(py-spy --gil, and perf if present) for this long",
     )
+    parser.add_argument(
+        "--against",
+        default="",
+        metavar="GIT_REF",
+        help="also run the sidecar of this commit (system 'sidecar@ref'), interleaved with "
+        "the others: the way to measure a code change on a noisy machine",
+    )
     parser.add_argument("--out", default="", help="JSON file (default bench/results/...)")
     args = parser.parse_args()
     if args.quick:
         args.reps, args.seconds, args.starts = 1, 0.5, 1
     args.systems = [s for s in args.systems.split(",") if s]
-    unknown = set(args.systems) - set(SYSTEMS)
+    if args.against:
+        args.systems.insert(
+            args.systems.index("sidecar") + 1 if "sidecar" in args.systems else 0, AGAINST
+        )
+    unknown = set(args.systems) - {*SYSTEMS, AGAINST}
     if unknown:
         parser.error(f"unknown systems: {sorted(unknown)}")
     return args
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=BENCH.parent, capture_output=True, text=True, check=False
+    ).stdout.rstrip("\n")  # not strip(): porcelain lines may start with a space
+
+
 def code_version() -> dict[str, Any]:
     """Which code was measured: HEAD plus the files changed on top of it."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=BENCH.parent, capture_output=True, text=True, check=False
-        ).stdout.rstrip("\n")  # not strip(): porcelain lines may start with a space
-
     changed = [
-        line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+        line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines()
     ]
-    return {"head": git("log", "-1", "--format=%h %s")[:72], "uncommitted": changed}
+    return {"head": _git("log", "-1", "--format=%h %s")[:72], "uncommitted": changed}
 
 
 def _raise_interrupt(signum: int, _frame: Any) -> None:
@@ -540,6 +562,30 @@ def measure_reps(
     return runs
 
 
+class _Checkout:
+    """A temporary checkout, removed with the processes at the end."""
+
+    def __init__(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="layotto-ref-")
+
+    def stop(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_against(ref: str, redis: RedisServer, procs: Processes) -> Sidecar:
+    """The sidecar of commit ``ref``, on that commit's configs/redis.yaml."""
+    print(f"starting the sidecar of {ref} on its configs/redis.yaml", flush=True)
+    checkout = _Checkout()
+    procs.add(f"checkout of {ref}", checkout)
+    code, source = source_tree(ref, checkout.directory)
+    other = Sidecar(
+        os.path.join(source, "configs", "redis.yaml"), {"REDIS_ADDR": redis.address}, code
+    )
+    procs.add(AGAINST, other)
+    other.start()
+    return other
+
+
 def run(args: argparse.Namespace, procs: Processes, report: dict[str, Any]) -> None:
     print("starting a private redis-server and the load generator", flush=True)
     redis = RedisServer()
@@ -548,13 +594,15 @@ def run(args: argparse.Namespace, procs: Processes, report: dict[str, Any]) -> N
     procs.add("load generator", load)
     baseline: Baseline | None = None
     sidecar: Sidecar | None = None
+    other: Sidecar | None = None
 
     def everyone() -> list[int]:
         pids = [os.getpid(), load.pid, redis.pid]
         if baseline is not None:
             pids.append(baseline.pid)
-        if sidecar is not None:
-            pids += [sidecar.pid, *sidecar.children()]
+        for side in (sidecar, other):
+            if side is not None:
+                pids += [side.pid, *side.children()]
         return pids
 
     memory: dict[str, Any] = report["memory"]
@@ -578,6 +626,10 @@ def run(args: argparse.Namespace, procs: Processes, report: dict[str, Any]) -> N
     report["processes"] = {str(pid): name for pid, name in sidecar.names().items()}
     report["processes"][str(redis.pid)] = "redis-server"
 
+    if args.against:
+        other = start_against(args.against, redis, procs)
+        report["against"] = {"ref": args.against, "commit": _git("rev-parse", args.against)}
+
     all_systems = {
         "sidecar": sidecar_system(sidecar, redis.pid),
         "baseline": System(
@@ -588,6 +640,8 @@ def run(args: argparse.Namespace, procs: Processes, report: dict[str, Any]) -> N
         ),
         "redis": System("redis", "redis", redis.address, lambda: {"redis": [redis.pid]}),
     }
+    if other is not None:
+        all_systems[AGAINST] = sidecar_system(other, redis.pid, AGAINST)
     systems = [all_systems[name] for name in args.systems]
     idle_seconds = max(2.0, args.seconds)
     print(f"idle CPU over {idle_seconds:g} s", flush=True)
