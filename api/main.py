@@ -26,7 +26,7 @@ from layotto.api.server import build_handlers, start_server
 from layotto.api.streams import RESTARTING, Hub
 from layotto.api.websocket import WebSocketServer, socket_path
 from layotto.supervisor.config import Config
-from layotto.workers import child
+from layotto.workers import child, nng_exchange
 from layotto.workers.protocol import EXIT_CONFIG, events_address
 from layotto.workers.status import CallError, Code
 
@@ -46,6 +46,7 @@ class ApiProcess:
         self.config = Config.from_json(spec["config"])
         self.link = link
         self.stop = threading.Event()
+        nng_exchange.limit_threads()  # before the first nng socket
         self.pools = {
             c.name: WorkerPool(c.name, spec["workers"].get(c.name, []))
             for c in self.config.components

@@ -13,7 +13,6 @@ the caller turns into a retry only for idempotent requests.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import threading
 import time
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 
 import pynng
 
+from layotto.workers.nng_exchange import ContextExchange
 from layotto.workers.protocol import (
     ProtocolError,
     decode_batch,
@@ -30,9 +30,6 @@ from layotto.workers.protocol import (
     encode_request,
 )
 from layotto.workers.status import CallError, Code
-
-_NNG_RECV_TIMEOUT = b"recv-timeout"
-_NNG_SEND_TIMEOUT = b"send-timeout"
 
 
 class WorkerGoneError(Exception):
@@ -78,7 +75,7 @@ class _Slot:
         self._pipes = 0
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._contexts: list[pynng.Context] = []
+        self._exchanges: list[ContextExchange] = []
         self._queue: list[_Pending] = []
         self._in_flight = 0
         self._retired = False
@@ -102,14 +99,14 @@ class _Slot:
             self._pipes = max(0, self._pipes - 1)
             self._changed.notify_all()
 
-    def _context(self) -> pynng.Context:
+    def _exchange(self) -> ContextExchange:
         """One REQ context per thread: contexts keep concurrent exchanges apart."""
-        ctx = getattr(self._local, "ctx", None)
-        if ctx is None:
-            ctx = self._local.ctx = self.socket.new_context()
+        exchange: ContextExchange | None = getattr(self._local, "exchange", None)
+        if exchange is None:
+            exchange = self._local.exchange = ContextExchange(self.socket.new_context())
             with self._lock:
-                self._contexts.append(ctx)
-        return ctx
+                self._exchanges.append(exchange)
+        return exchange
 
     def exchange(self, frame: bytes, deadline: float) -> bytes:
         """Send one request frame and return its reply frame.
@@ -166,14 +163,12 @@ class _Slot:
             following[0].done.set()
 
     def _round_trip(self, batch: list[_Pending]) -> list[bytes]:
-        ctx = self._context()
+        exchange = self._exchange()
         ms = max(1, int((max(p.deadline for p in batch) - time.monotonic()) * 1000))
-        pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_SEND_TIMEOUT, ms)
-        pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_RECV_TIMEOUT, ms)
         frame = batch[0].frame if len(batch) == 1 else encode_batch([p.frame for p in batch])
         try:
-            ctx.send(frame)
-            reply: bytes = ctx.recv()
+            exchange.send(frame, ms)
+            reply = exchange.receive(ms)
         except pynng.Timeout:
             raise ReplyTimeoutError from None
         except (pynng.ConnectionReset, pynng.Closed):
@@ -203,12 +198,9 @@ class _Slot:
 
     def close(self) -> None:
         with self._lock:
-            contexts, self._contexts = self._contexts, []
-        # Closed here, quietly: left to the garbage collector, a context of a
-        # closed socket prints a traceback from its __del__.
-        for ctx in contexts:
-            with contextlib.suppress(pynng.NNGException):
-                ctx.close()
+            exchanges, self._exchanges = self._exchanges, []
+        for exchange in exchanges:
+            exchange.close()
         self.socket.close()
 
 

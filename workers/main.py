@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from layotto.components.errors import ComponentError
-from layotto.workers import child
+from layotto.workers import child, nng_exchange
 from layotto.workers.blocks import Block, ComponentSpec, open_block
 from layotto.workers.events import EventServer
 from layotto.workers.nng_server import ReplySocket, SocketClosedError
@@ -134,6 +134,7 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
         address=spec["address"],
         app_callback=spec.get("app_callback"),
     )
+    nng_exchange.limit_threads()  # before the first nng socket
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     link.start_reader(lambda _msg: None, child.exit_when_supervisor_gone)
