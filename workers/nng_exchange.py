@@ -4,9 +4,9 @@ pynng's synchronous ``Context.send`` allocates an aio per call and blocks
 until nng's task thread reports the message handed to a pipe; only then can
 the caller post its receive. Here each context keeps two aios for its whole
 life: a send is started and not waited for, and the caller blocks once, on
-the receive. On this 2-vCPU machine that took a sync REQ/REP round trip
-between two processes from 177 to 137-149 µs p50 and from 128 to 94 µs of
-requester CPU (``bench/nng_bench.py``).
+the receive. ``bench/nng_bench.py`` (one REQ/REP round trip between two
+processes, both ways in one run): p50 217 -> 158 µs, CPU per round trip
+136 -> 106 µs on the requester and 131 -> 99 µs on the replier.
 
 Also here: how many threads nng starts. Its defaults (12 per process here)
 buy nothing for a handful of ipc pipes and cost memory in every worker.
