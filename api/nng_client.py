@@ -167,7 +167,7 @@ class _Slot:
         ms = max(1, int((max(p.deadline for p in batch) - time.monotonic()) * 1000))
         frame = batch[0].frame if len(batch) == 1 else encode_batch([p.frame for p in batch])
         try:
-            exchange.send(frame, ms)
+            exchange.send(frame)
             reply = exchange.receive(ms)
         except pynng.Timeout:
             raise ReplyTimeoutError from None

@@ -65,7 +65,7 @@ class Way:
 
     def trip(self) -> bytes:
         if self.exchange is not None:
-            self.exchange.send(MESSAGE, 5000)
+            self.exchange.send(MESSAGE)
             return self.exchange.receive(5000)
         self.ctx.send(MESSAGE)
         reply: bytes = self.ctx.recv()

@@ -667,7 +667,8 @@ def run_profile(sidecar: Sidecar, load: Load, seconds: float, out_dir: Path) -> 
         flush=True,
     )
     names = {name: pid for pid, name in sidecar.names().items()}
-    targets = {"api": names["api"], "state-worker": names["worker state_demo#0"]}
+    api = next(pid for name, pid in names.items() if name.startswith("api"))  # "api gen 1"
+    targets = {"api": api, "state-worker": names["worker state_demo#0"]}
     answer = load.ask(
         {
             "cmd": "start",

@@ -60,8 +60,13 @@ class ContextExchange:
         self._send = _new_aio()
         self._recv = _new_aio()
         self._sending = False
+        self._recv_timeout: int | None = None
+        # Every C call through cffi releases and retakes the GIL (a thread
+        # switch when other threads wait for it), so the hot path makes few:
+        # a send has no timeout of its own (a receive that fails cancels
+        # it), and a receive sets its timeout only when it changes.
 
-    def send(self, data: bytes, timeout_ms: int = FOREVER) -> None:
+    def send(self, data: bytes) -> None:
         """Start sending; a failure shows up at the next send or receive."""
         self._finish_send()
         holder = ffi.new("nng_msg **")
@@ -69,13 +74,14 @@ class ContextExchange:
         msg = holder[0]
         ffi.memmove(lib.nng_msg_body(msg), data, len(data))
         lib.nng_aio_set_msg(self._send, msg)  # the aio owns it until sent
-        lib.nng_aio_set_timeout(self._send, timeout_ms)
         lib.nng_ctx_send(self._ctx, self._send)
         self._sending = True
 
     def receive(self, timeout_ms: int = FOREVER) -> bytes:
         """Block until a message arrives on this context."""
-        lib.nng_aio_set_timeout(self._recv, timeout_ms)
+        if timeout_ms != self._recv_timeout:
+            lib.nng_aio_set_timeout(self._recv, timeout_ms)
+            self._recv_timeout = timeout_ms
         lib.nng_ctx_recv(self._ctx, self._recv)
         lib.nng_aio_wait(self._recv)
         result = lib.nng_aio_result(self._recv)

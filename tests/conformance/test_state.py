@@ -502,6 +502,25 @@ def test_redis_layout_is_a_dapr_hash(redis_addr: str) -> None:
 
 
 @pytest.mark.redis
+def test_redis_scripts_survive_a_script_flush(redis_addr: str) -> None:
+    # A restarted (or failed-over) Redis has no cached scripts: EVALSHA gets
+    # NOSCRIPT and the store must load its script again, reads and writes alike.
+    store = make("redis", {"redisHost": redis_addr})
+    host, port = redis_addr.rsplit(":", 1)
+    client = redis.Redis(host=host, port=int(port))
+    try:
+        store.set(SetRequest("flushed", b"v1"))
+        client.script_flush()
+        assert store.get("flushed").data == b"v1"
+        client.script_flush()
+        store.set(SetRequest("flushed", b"v2", etag="1"))
+        assert (store.get("flushed").data, store.get("flushed").etag) == (b"v2", "2")
+    finally:
+        client.close()
+        store.close()
+
+
+@pytest.mark.redis
 def test_redis_unreachable_is_backend_unavailable() -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     store = make(
