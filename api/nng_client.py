@@ -48,7 +48,8 @@ class _Pending:
     def __init__(self, frame: bytes, deadline: float) -> None:
         self.frame = frame
         self.deadline = deadline
-        self.done = threading.Event()
+        # Only a call that queues waits, so only it pays for an Event.
+        self.done: threading.Event | None = None
         self.reply: bytes | None = None
         self.error: Exception | None = None
         self.batch: list[_Pending] | None = None
@@ -122,14 +123,15 @@ class _Slot:
                 self._in_flight += 1
                 pending.batch = [pending]
             else:
+                done = pending.done = threading.Event()
                 self._queue.append(pending)
-        if not lead and not pending.done.wait(max(0.0, deadline - time.monotonic())):
+        if not lead and not done.wait(max(0.0, deadline - time.monotonic())):
             with self._lock:
                 if pending in self._queue:  # never sent: safe to give up
                     self._queue.remove(pending)
                     raise ReplyTimeoutError
             if pending.batch is None:
-                pending.done.wait()  # already sent in a batch: its leader answers
+                done.wait()  # already sent in a batch: its leader answers
         if pending.batch is not None:
             self._send_batch(pending.batch)
         if pending.error is not None:
@@ -158,8 +160,10 @@ class _Slot:
                     self._idle.notify_all()
         for member in batch:
             member.batch = None
-            member.done.set()
+            if member.done is not None:
+                member.done.set()
         if following:
+            assert following[0].done is not None  # it queued
             following[0].done.set()
 
     def _round_trip(self, batch: list[_Pending]) -> list[bytes]:
