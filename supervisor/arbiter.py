@@ -26,7 +26,7 @@ from layotto.supervisor import health
 from layotto.supervisor import lifecycle as lc
 from layotto.supervisor.children import Child
 from layotto.supervisor.config import ComponentConfig, Config
-from layotto.supervisor.processes import Handle, Zygote, launch
+from layotto.supervisor.processes import Handle, Preforked, Zygote, launch
 from layotto.workers.protocol import worker_address
 
 log = logging.getLogger("layotto.supervisor")
@@ -37,6 +37,21 @@ _EXEC_ROLES = frozenset(filter(None, os.environ.get("LAYOTTO_EXEC_ROLES", "").sp
 
 # A worker that ignores SIGTERM this long is killed.
 WORKER_STOP_GRACE = 5.0
+
+
+def zygote_spec(config: Config, generation: int) -> dict[str, Any]:
+    return {
+        "generation": generation,
+        "log_level": config.runtime.log_level,
+        # the backends to preload: those this generation's workers run
+        "types": sorted({(c.kind, c.type) for c in config.components}),
+    }
+
+
+def preforking() -> bool:
+    """Whether generation 1's zygote is forked by the supervisor (see
+    processes.prefork_zygote); ``LAYOTTO_EXEC_ROLES=zygote`` execs it."""
+    return "zygote" not in _EXEC_ROLES
 
 
 @dataclass
@@ -61,6 +76,7 @@ class Arbiter:
     routing: dict[str, list[str]] = field(default_factory=dict)
     last_reload: dict[str, Any] | None = None
     operation: str | None = None
+    preforked: Preforked | None = None  # generation 1's zygote, forked already
 
     def __post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[tuple[Any, ...]](1000)
@@ -118,18 +134,12 @@ class Arbiter:
 
     def new_zygote(self, generation: int, config: Config | None = None) -> Child:
         config = config or self.config
-        spec = {
-            "generation": generation,
-            "log_level": config.runtime.log_level,
-            # the backends to preload: those this generation's workers run
-            "types": sorted({(c.kind, c.type) for c in config.components}),
-        }
         child = Child(
             f"zygote@{generation}",
             "zygote",
             generation,
             "layotto.workers.zygote",
-            spec,
+            zygote_spec(config, generation),
             lc.Proc(config.runtime.start_timeout),
         )
         self.children[child.id] = child
@@ -360,6 +370,9 @@ class Arbiter:
     async def _spawn(self, child: Child) -> Handle:
         """Workers and the API process are forked by their zygote when it is
         up (they then share its imported modules); otherwise exec'd."""
+        if child.role == "zygote" and child.generation == 1 and self.preforked is not None:
+            handle, self.preforked = self.preforked, None  # its first start only
+            return handle.adopt()
         if child.role in ("worker", "api") and child.role not in _EXEC_ROLES:
             zygote = self.children.get(child.forked_from) or self.children.get(self.zygote_id)
             if zygote is not None and zygote.proc.state == lc.State.STARTING:

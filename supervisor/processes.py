@@ -15,8 +15,10 @@ import contextlib
 import ctypes
 import json
 import os
+import signal
 import socket
 import sys
+import traceback
 from typing import Any, Protocol
 
 import trio
@@ -80,6 +82,74 @@ async def launch(module: str, spec: dict[str, Any]) -> Launched:
     finally:
         theirs.close()
     return Launched(process, trio.socket.from_stdlib_socket(ours))
+
+
+class Preforked:
+    """The first zygote, forked by the supervisor before trio started (see
+    ``prefork_zygote``): our child, so we reap it ourselves."""
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        self.pid = pid
+        self._control = control
+        self.control: trio.socket.SocketType  # made in trio, by adopt()
+        self._exited = False
+
+    def adopt(self) -> Preforked:
+        self.control = trio.socket.from_stdlib_socket(self._control)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited
+
+    def signal(self, signum: int) -> None:
+        if not self._exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    async def wait(self) -> int:
+        with contextlib.suppress(ProcessLookupError):
+            pidfd = os.pidfd_open(self.pid)
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+        self._exited = True
+        status = _reap_if_ours(self.pid)
+        return -1 if status is None else status
+
+
+def prefork_zygote(spec: dict[str, Any]) -> Preforked:
+    """Fork generation 1's zygote from the supervisor itself, before trio runs
+    (no thread yet, nothing to inherit but memory): the zygote and all it
+    forks then share the supervisor's interpreter and imported modules
+    (trio, yaml, ...) instead of loading their own copy (~7 MiB PSS less).
+    The code is the same that the supervisor has just loaded from disk; a
+    reload or a restart of the zygote execs a fresh one, as before."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the zygote; never returns
+        code = 1
+        try:
+            ours.close()
+            keep = theirs.fileno()
+            os.closerange(3, keep)  # the pid file, the supervisor's sockets
+            os.closerange(keep + 1, _max_fd())
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+                signal.signal(signum, signal.SIG_DFL)
+            from layotto.workers import zygote
+
+            code = zygote.run(spec, theirs, force_logging=True)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    theirs.close()
+    return Preforked(pid, ours)
+
+
+def _max_fd() -> int:
+    return int(os.sysconf("SC_OPEN_MAX"))
 
 
 class Forked:

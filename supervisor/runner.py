@@ -19,10 +19,10 @@ from typing import IO
 import trio
 
 from layotto.supervisor.actuator import serve_actuator
-from layotto.supervisor.arbiter import Arbiter
+from layotto.supervisor.arbiter import Arbiter, preforking, zygote_spec
 from layotto.supervisor.config import Address, Config
 from layotto.supervisor.control import serve_control, socket_path
-from layotto.supervisor.processes import become_subreaper
+from layotto.supervisor.processes import Preforked, become_subreaper, prefork_zygote
 from layotto.workers.protocol import worker_address
 
 log = logging.getLogger("layotto.supervisor")
@@ -122,7 +122,7 @@ def check_socket_paths(config: Config) -> None:
         )
 
 
-async def supervise(config: Config) -> None:
+async def supervise(config: Config, preforked: Preforked | None = None) -> None:
     become_subreaper()
     check_socket_paths(config)
     run_dir = config.run_dir()
@@ -130,7 +130,7 @@ async def supervise(config: Config) -> None:
     try:
         check_port_free(config.listeners.grpc, "gRPC")
         http = await bind_http(config.listeners.http)
-        arbiter = Arbiter(config, run_dir)
+        arbiter = Arbiter(config, run_dir, preforked=preforked)
         log.info(
             "layotto starting: config %s, gRPC %s, HTTP %s, run dir %s",
             config.source,
@@ -166,9 +166,15 @@ async def _serve_http_until_stop(arbiter: Arbiter, http: trio.SocketListener) ->
 
 def run(config: Config) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    preforked = prefork_zygote(zygote_spec(config, 1)) if preforking() else None
     try:
-        trio.run(supervise, config)
+        trio.run(supervise, config, preforked)
     except StartupError as exc:
         log.error("%s", exc)
         return 1
+    finally:
+        if preforked is not None and preforked.alive:  # never adopted: startup failed
+            preforked.signal(signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(preforked.pid, 0)
     return 0

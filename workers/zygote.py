@@ -126,14 +126,18 @@ class Zygote:
             )
 
 
-def main() -> None:
-    spec = child.load_spec()
-    child.setup_logging(f"zygote gen {spec.get('generation', 0)}", spec.get("log_level", "INFO"))
+def run(spec: dict[str, Any], sock: socket.socket, force_logging: bool = False) -> int:
+    level = spec.get("log_level", "INFO")
+    child.setup_logging(f"zygote gen {spec.get('generation', 0)}", level, force=force_logging)
     child.ignore_terminal_signals()
     types = spec.get("types")
     preload(None if types is None else [(kind, type_) for kind, type_ in types])
+    return Zygote(child.ControlLink(sock), sock).serve()
+
+
+def main() -> None:
     sock = socket.socket(fileno=int(os.environ[child.CONTROL_FD_ENV]))
-    sys.exit(Zygote(child.ControlLink(sock), sock).serve())
+    sys.exit(run(child.load_spec(), sock))
 
 
 if __name__ == "__main__":

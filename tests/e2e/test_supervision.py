@@ -171,6 +171,58 @@ def test_second_start_on_the_same_config_is_refused() -> None:
         assert hello(sidecar) == "greeting, x"
 
 
+def _listening_inode(port: int) -> str:
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def _fd_targets(pid: int) -> set[str]:
+    fds = f"/proc/{pid}/fd"
+    return {os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds)}
+
+
+def test_children_hold_none_of_the_supervisors_sockets_or_files() -> None:
+    # The first zygote is forked by the supervisor itself: it must not keep
+    # the HTTP listener, the control socket or the pid file (a dead
+    # supervisor's port would stay taken, its lock held).
+    with running_sidecar(STANDALONE) as sidecar:
+        assert sidecar.process is not None
+        http = f"socket:[{_listening_inode(sidecar.http_port)}]"
+        assert http in _fd_targets(sidecar.process.pid)
+        for name in ("zygote@1", "api@1", "state_demo#0", "pub_subs_demo#0"):
+            held = _fd_targets(pid_of(sidecar, name))
+            assert http not in held, name
+            assert not any(t.endswith("supervisor.pid") for t in held), name
+
+
+def test_a_refused_start_leaves_no_process_behind() -> None:
+    with running_sidecar(STANDALONE) as sidecar:
+        second = subprocess.Popen(
+            [LAYOTTO, "start", "-c", sidecar.config],
+            env=sidecar.env,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its session id is its pid: find its descendants
+        )
+        _, err = second.communicate(timeout=30)
+        assert second.returncode == 1 and "already running" in err
+        left = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        session = int(f.read().rsplit(")", 1)[1].split()[3])
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                if session == second.pid:
+                    left.append(int(entry))
+        assert wait_gone(left) == []
+
+
 def test_grpc_port_in_use_is_a_clear_error() -> None:
     import socket
 
