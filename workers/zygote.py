@@ -69,6 +69,7 @@ class Zygote:
     def serve(self) -> int:
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
         self.link.send({"event": "ready", "pid": os.getpid()})
+        log.info("ready to fork workers and the API process (%d modules loaded)", len(sys.modules))
         buffer = b""
         while True:
             data, fds, _, _ = socket.recv_fds(self.sock, 65536, 16)
