@@ -84,19 +84,12 @@ async def launch(module: str, spec: dict[str, Any]) -> Launched:
     return Launched(process, trio.socket.from_stdlib_socket(ours))
 
 
-class Preforked:
-    """The first zygote, forked by the supervisor before trio started (see
-    ``prefork_zygote``): our child, so we reap it ourselves."""
+class _Watched:
+    """A child we did not start through trio: its exit is seen through a pidfd."""
 
-    def __init__(self, pid: int, control: socket.socket) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._control = control
-        self.control: trio.socket.SocketType  # made in trio, by adopt()
         self._exited = False
-
-    def adopt(self) -> Preforked:
-        self.control = trio.socket.from_stdlib_socket(self._control)
-        return self
 
     @property
     def alive(self) -> bool:
@@ -107,14 +100,35 @@ class Preforked:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
 
-    async def wait(self) -> int:
-        with contextlib.suppress(ProcessLookupError):
+    async def _exit(self) -> None:
+        """Return once the process has exited (it may be reaped already)."""
+        try:
             pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            pidfd = None  # already gone and reaped
+        if pidfd is not None:
             try:
                 await trio.lowlevel.wait_readable(pidfd)
             finally:
                 os.close(pidfd)
         self._exited = True
+
+
+class Preforked(_Watched):
+    """The first zygote, forked by the supervisor before trio started (see
+    ``prefork_zygote``): our child, so we reap it ourselves."""
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        super().__init__(pid)
+        self._control = control
+        self.control: trio.socket.SocketType  # made in trio, by adopt()
+
+    def adopt(self) -> Preforked:
+        self.control = trio.socket.from_stdlib_socket(self._control)
+        return self
+
+    async def wait(self) -> int:
+        await self._exit()
         status = _reap_if_ours(self.pid)
         return -1 if status is None else status
 
@@ -152,36 +166,17 @@ def _max_fd() -> int:
     return int(os.sysconf("SC_OPEN_MAX"))
 
 
-class Forked:
-    """A worker the zygote forked: not our child, so its exit is watched
-    through a pidfd and its status comes from the zygote's report."""
+class Forked(_Watched):
+    """A worker the zygote forked: not our child, so its exit status comes
+    from the zygote's report."""
 
     def __init__(self, pid: int, control: trio.socket.SocketType, zygote: Zygote) -> None:
-        self.pid = pid
+        super().__init__(pid)
         self.control = control
         self._zygote = zygote
-        self._exited = False
-
-    @property
-    def alive(self) -> bool:
-        return not self._exited
-
-    def signal(self, signum: int) -> None:
-        if not self._exited:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
 
     async def wait(self) -> int:
-        try:
-            pidfd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            pidfd = None  # already gone (and reaped by the zygote)
-        if pidfd is not None:
-            try:
-                await trio.lowlevel.wait_readable(pidfd)
-            finally:
-                os.close(pidfd)
-        self._exited = True
+        await self._exit()
         # Orphaned by a zygote that exited first, it is the supervisor's child
         # (a subreaper): collect it here. Otherwise the zygote reports it.
         status = _reap_if_ours(self.pid)
