@@ -192,9 +192,8 @@ class Sidecar:
         self, config: str, env: dict[str, str] | None = None, code: str | None = None
     ) -> None:
         self.config = config
-        self.command = [LAYOTTO, "start", "-c", config]
-        if code is not None:
-            self.command = [PYTHON, "-m", "layotto.supervisor.cli", "start", "-c", config]
+        launcher = [LAYOTTO] if code is None else [PYTHON, "-m", "layotto.supervisor.cli"]
+        self.command = [*launcher, "start", "-c", config]
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.env = dict(os.environ)

@@ -147,8 +147,11 @@ def prefork_zygote(spec: dict[str, Any]) -> Preforked:
         try:
             ours.close()
             keep = theirs.fileno()
-            os.closerange(3, keep)  # the pid file, the supervisor's sockets
-            os.closerange(keep + 1, _max_fd())
+            # Nothing is open yet at this point of the supervisor's start;
+            # closed anyway so that moving the fork later cannot leak the
+            # pid file or a listener into every worker.
+            os.closerange(3, keep)
+            os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
             for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
                 signal.signal(signum, signal.SIG_DFL)
             from layotto.workers import zygote
@@ -160,10 +163,6 @@ def prefork_zygote(spec: dict[str, Any]) -> Preforked:
             os._exit(code)
     theirs.close()
     return Preforked(pid, ours)
-
-
-def _max_fd() -> int:
-    return int(os.sysconf("SC_OPEN_MAX"))
 
 
 class Forked(_Watched):

@@ -21,3 +21,11 @@ def redis_addr(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.address
+
+
+@pytest.fixture
+def redis_client(redis_addr: str, redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client of the private Redis, to look at or change what a store wrote."""
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    yield client
+    client.close()

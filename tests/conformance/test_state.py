@@ -480,10 +480,9 @@ def test_concurrent_transactions_are_atomic(store: StateStore) -> None:
 
 
 @pytest.mark.redis
-def test_redis_layout_is_a_dapr_hash(redis_addr: str) -> None:
+def test_redis_layout_is_a_dapr_hash(redis_addr: str, redis_client: redis.Redis) -> None:
     store = make("redis", {"redisHost": redis_addr})
-    host, port = redis_addr.rsplit(":", 1)
-    client = redis.Redis(host=host, port=int(port))
+    client = redis_client
     try:
         store.set(SetRequest("app||k", b"\x00value", metadata={"ttlInSeconds": "100"}))
         store.set(SetRequest("app||k", b"\x00value2"))
@@ -497,26 +496,22 @@ def test_redis_layout_is_a_dapr_hash(redis_addr: str) -> None:
         store.set(SetRequest("legacy", b"now-a-hash"))
         assert client.hgetall("legacy") == {b"data": b"now-a-hash", b"version": b"1"}
     finally:
-        client.close()
         store.close()
 
 
 @pytest.mark.redis
-def test_redis_scripts_survive_a_script_flush(redis_addr: str) -> None:
+def test_redis_scripts_survive_a_script_flush(redis_addr: str, redis_client: redis.Redis) -> None:
     # A restarted (or failed-over) Redis has no cached scripts: EVALSHA gets
     # NOSCRIPT and the store must load its script again, reads and writes alike.
     store = make("redis", {"redisHost": redis_addr})
-    host, port = redis_addr.rsplit(":", 1)
-    client = redis.Redis(host=host, port=int(port))
     try:
         store.set(SetRequest("flushed", b"v1"))
-        client.script_flush()
+        redis_client.script_flush()
         assert store.get("flushed").data == b"v1"
-        client.script_flush()
+        redis_client.script_flush()
         store.set(SetRequest("flushed", b"v2", etag="1"))
         assert (store.get("flushed").data, store.get("flushed").etag) == (b"v2", "2")
     finally:
-        client.close()
         store.close()
 
 
