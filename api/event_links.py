@@ -20,17 +20,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pynng
-
-from layotto.workers.protocol import ProtocolError, decode_reply, encode_request
-from layotto.workers.status import CallError, Code
+from layotto.boundary.frames import ProtocolError, decode_reply, encode_request
+from layotto.boundary.nng_requester import (
+    PeerGoneError,
+    ReplyTimeoutError,
+    Requester,
+    RequestSocket,
+)
+from layotto.boundary.status import CallError, Code
 
 log = logging.getLogger("layotto.api.events")
 
 POLL_WAIT = 1.0
 CALL_TIMEOUT = 5.0
-_NNG_RECV_TIMEOUT = b"recv-timeout"
-_NNG_SEND_TIMEOUT = b"send-timeout"
 
 
 @dataclass(frozen=True)
@@ -46,36 +48,32 @@ class EventLink:
     def __init__(self, component: str, address: str) -> None:
         self.component = component
         self.address = address
-        self._socket = pynng.Req0(resend_time=-1)
-        self._socket.dial(address, block=False)
+        self._socket = RequestSocket(address)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._watchers: dict[int, Watcher] = {}
         self._poller: threading.Thread | None = None
         self._ids = itertools.count(1)
         self._closed = False
-        self._contexts: list[pynng.Context] = []
+        self._requesters: list[Requester] = []
 
     def call(self, method: str, payload: bytes, timeout: float) -> bytes:
         """One exchange on this thread's context; raises CallError."""
-        ctx = getattr(self._local, "ctx", None)
-        if ctx is None:
-            ctx = self._local.ctx = self._socket.new_context()
+        requester: Requester | None = getattr(self._local, "requester", None)
+        if requester is None:
+            requester = self._local.requester = self._socket.requester()
             with self._lock:
-                self._contexts.append(ctx)
-        ms = max(1, int(timeout * 1000))
-        pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_SEND_TIMEOUT, ms)
-        pynng.lib.nng_ctx_set_ms(ctx.context, _NNG_RECV_TIMEOUT, ms)
+                self._requesters.append(requester)
         with self._lock:
             request_id = next(self._ids)
+        frame = encode_request(method, request_id, time.monotonic() + timeout, payload)
         try:
-            ctx.send(encode_request(method, request_id, time.monotonic() + timeout, payload))
-            reply = decode_reply(ctx.recv())
-        except pynng.Timeout:
+            reply = decode_reply(requester.request(frame, max(1, int(timeout * 1000))))
+        except ReplyTimeoutError:
             raise CallError(
                 Code.UNAVAILABLE, f"component {self.component!r} did not answer {method}"
             ) from None
-        except (pynng.ConnectionReset, pynng.Closed):
+        except PeerGoneError:
             raise CallError(
                 Code.UNAVAILABLE, f"the worker of component {self.component!r} went away"
             ) from None
@@ -148,10 +146,7 @@ class EventLink:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            contexts, self._contexts = self._contexts, []
-        # Closed here, quietly: left to the garbage collector, a context of a
-        # closed socket prints a traceback from its __del__.
-        for ctx in contexts:
-            with contextlib.suppress(pynng.NNGException):
-                ctx.close()
+            requesters, self._requesters = self._requesters, []
+        for requester in requesters:
+            requester.close()
         self._socket.close()

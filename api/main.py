@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any
@@ -24,11 +23,13 @@ from layotto.api import reuseport
 from layotto.api.nng_client import WorkerPool
 from layotto.api.server import build_handlers, start_server
 from layotto.api.streams import RESTARTING, Hub
-from layotto.api.websocket import WebSocketServer, socket_path
-from layotto.supervisor.config import Config
-from layotto.workers import child, nng_exchange
-from layotto.workers.protocol import EXIT_CONFIG, events_address
-from layotto.workers.status import CallError, Code
+from layotto.api.websocket import WebSocketServer
+from layotto.boundary import child, nng_exchange
+from layotto.boundary.addresses import events_address, websocket_socket
+from layotto.boundary.control_link import ControlLink
+from layotto.boundary.exits import EXIT_CONFIG
+from layotto.boundary.specs import ApiSpec
+from layotto.boundary.status import CallError, Code
 
 log = logging.getLogger("layotto.api")
 
@@ -42,14 +43,13 @@ RETIRE_TIMEOUT = 60.0
 
 
 class ApiProcess:
-    def __init__(self, spec: dict[str, Any], link: child.ControlLink) -> None:
-        self.config = Config.from_json(spec["config"])
+    def __init__(self, spec: ApiSpec, link: ControlLink) -> None:
+        self.config = spec.config
         self.link = link
         self.stop = threading.Event()
         nng_exchange.limit_threads()  # before the first nng socket
         self.pools = {
-            c.name: WorkerPool(c.name, spec["workers"].get(c.name, []))
-            for c in self.config.components
+            c.name: WorkerPool(c.name, spec.workers.get(c.name, ())) for c in self.config.components
         }
         self.components = {
             kind: frozenset(c.name for c in self.config.components if c.kind == kind)
@@ -58,7 +58,7 @@ class ApiProcess:
         self.port = self.config.listeners.grpc.port
         self.hub = Hub(self.pools)
         self.websocket = WebSocketServer(
-            self.hub, self.components, socket_path(spec["run_dir"], spec["generation"])
+            self.hub, self.components, websocket_socket(spec.run_dir, spec.generation)
         )
 
     def end_streams(self) -> None:
@@ -157,11 +157,12 @@ class ApiProcess:
         return 0
 
 
+def run(spec: ApiSpec, link: ControlLink) -> int:
+    return ApiProcess(spec, link).run()
+
+
 def main() -> None:
-    spec = child.load_spec()
-    child.setup_logging(f"api gen {spec.get('generation', 0)}", spec.get("log_level", "INFO"))
-    child.ignore_terminal_signals()
-    sys.exit(ApiProcess(spec, child.ControlLink.from_env()).run())
+    child.run_exec(run)
 
 
 if __name__ == "__main__":

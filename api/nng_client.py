@@ -1,14 +1,11 @@
-"""The API process's end of the nng links (all pynng use of the API lives here).
+"""The API process's calls to component workers: replica choice and batching.
 
-One REQ socket per worker slot, dialled by the API, so the API chooses the
-replica (turns in bursts, or sticky by key) and knows which replicas are up from
-nng's pipe events. Calls are synchronous on gRPC's handler threads: the
-baseline shows pynng's sync API costs a fraction of its async bridge.
-
-REQ re-sends a request when its pipe closes; that would run a lock or
-sequencer request twice after a worker crash, so re-sending is disabled
-(``resend_time = -1``) and a dead worker surfaces as ConnectionReset, which
-the caller turns into a retry only for idempotent requests.
+One REQ socket per worker slot (``boundary.nng_requester``), dialled by the
+API, so the API chooses the replica (turns in bursts, or sticky by key) and
+knows which replicas are up from nng's pipe events. Calls are synchronous on
+gRPC's handler threads: the baseline shows pynng's sync API costs a fraction
+of its async bridge. A worker that died holding a request is retried on
+another replica only for idempotent requests.
 """
 
 from __future__ import annotations
@@ -19,25 +16,20 @@ import time
 import zlib
 from collections.abc import Sequence
 
-import pynng
-
-from layotto.workers.nng_exchange import ContextExchange
-from layotto.workers.protocol import (
+from layotto.boundary.frames import (
     ProtocolError,
     decode_batch,
     decode_reply,
     encode_batch,
     encode_request,
 )
-from layotto.workers.status import CallError, Code
-
-
-class WorkerGoneError(Exception):
-    """The worker's pipe closed while it held the request."""
-
-
-class ReplyTimeoutError(Exception):
-    """No reply before the deadline."""
+from layotto.boundary.nng_requester import (
+    PeerGoneError,
+    ReplyTimeoutError,
+    Requester,
+    RequestSocket,
+)
+from layotto.boundary.status import CallError, Code
 
 
 class _Pending:
@@ -76,15 +68,12 @@ class _Slot:
         self._pipes = 0
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._exchanges: list[ContextExchange] = []
+        self._requesters: list[Requester] = []
         self._queue: list[_Pending] = []
         self._in_flight = 0
         self._retired = False
         self._idle = threading.Condition(self._lock)
-        self.socket = pynng.Req0(resend_time=-1)
-        self.socket.add_post_pipe_connect_cb(self._connected)
-        self.socket.add_post_pipe_remove_cb(self._removed)
-        self.socket.dial(address, block=False)  # nng keeps re-dialling until a worker listens
+        self.socket = RequestSocket(address, self._connected, self._removed)
 
     @property
     def up(self) -> bool:
@@ -95,29 +84,29 @@ class _Slot:
         """A call made now would be sent at once (read without the lock: a hint)."""
         return self._in_flight < self.MAX_IN_FLIGHT
 
-    def _connected(self, _pipe: object) -> None:
+    def _connected(self) -> None:
         with self._changed:
             self._pipes += 1
             self._changed.notify_all()
 
-    def _removed(self, _pipe: object) -> None:
+    def _removed(self) -> None:
         with self._changed:
             self._pipes = max(0, self._pipes - 1)
             self._changed.notify_all()
 
-    def _exchange(self) -> ContextExchange:
+    def _requester(self) -> Requester:
         """One REQ context per thread: contexts keep concurrent exchanges apart."""
-        exchange: ContextExchange | None = getattr(self._local, "exchange", None)
-        if exchange is None:
-            exchange = self._local.exchange = ContextExchange(self.socket.new_context())
+        requester: Requester | None = getattr(self._local, "requester", None)
+        if requester is None:
+            requester = self._local.requester = self.socket.requester()
             with self._lock:
-                self._exchanges.append(exchange)
-        return exchange
+                self._requesters.append(requester)
+        return requester
 
     def exchange(self, frame: bytes, deadline: float) -> bytes:
         """Send one request frame and return its reply frame.
 
-        Raises WorkerGoneError or ReplyTimeoutError."""
+        Raises PeerGoneError or ReplyTimeoutError."""
         pending = _Pending(frame, deadline)
         with self._lock:
             if self._retired:
@@ -172,16 +161,9 @@ class _Slot:
             following[0].done.set()
 
     def _round_trip(self, batch: list[_Pending]) -> list[bytes]:
-        exchange = self._exchange()
         ms = max(1, int((max(p.deadline for p in batch) - time.monotonic()) * 1000))
         frame = batch[0].frame if len(batch) == 1 else encode_batch([p.frame for p in batch])
-        try:
-            exchange.send(frame)
-            reply = exchange.receive(ms)
-        except pynng.Timeout:
-            raise ReplyTimeoutError from None
-        except (pynng.ConnectionReset, pynng.Closed):
-            raise WorkerGoneError from None
+        reply = self._requester().request(frame, ms)
         if len(batch) == 1:
             return [reply]
         replies = decode_batch(reply)
@@ -207,9 +189,9 @@ class _Slot:
 
     def close(self) -> None:
         with self._lock:
-            exchanges, self._exchanges = self._exchanges, []
-        for exchange in exchanges:
-            exchange.close()
+            requesters, self._requesters = self._requesters, []
+        for requester in requesters:
+            requester.close()
         self.socket.close()
 
 
@@ -312,7 +294,7 @@ class WorkerPool:
                     Code.DEADLINE_EXCEEDED,
                     f"component {self.component!r} did not answer {method} before the deadline",
                 ) from None
-            except WorkerGoneError:
+            except PeerGoneError:
                 attempt += 1
                 if attempt < attempts:
                     continue  # nothing can have changed: ask another replica

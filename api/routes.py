@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from layotto.boundary.status import CallError, Code
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.status import CallError, Code
 
 Components = Mapping[str, frozenset[str]]  # kind -> configured component names
 

@@ -20,8 +20,8 @@ from layotto.api.routes import RPCS, Components, RpcSpec
 from layotto.api.status import abort
 from layotto.api.streams import Hub
 from layotto.api.subscribe import STREAMS
+from layotto.boundary.status import CallError
 from layotto.proto import lifecycle_pb2, runtime_pb2
-from layotto.workers.status import CallError
 
 _FOREVER = 365 * 24 * 3600.0
 _SERVICES = (

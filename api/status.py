@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from layotto.workers.status import CallError
+from layotto.boundary.status import CallError
 
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 

@@ -28,9 +28,9 @@ from typing import Any
 from layotto.api.event_links import CALL_TIMEOUT, EventLink, Watcher
 from layotto.api.nng_client import WorkerPool
 from layotto.api.routes import Components
+from layotto.boundary.addresses import events_address
+from layotto.boundary.status import CallError, Code
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.protocol import events_address
-from layotto.workers.status import CallError, Code
 
 log = logging.getLogger("layotto.api.streams")
 

@@ -26,8 +26,8 @@ from layotto.api.streams import (
     configuration_subscription,
     topic_subscription,
 )
+from layotto.boundary.status import CallError, Code
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.status import CallError, Code
 
 Handler = Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]]
 

@@ -41,9 +41,9 @@ from layotto.api.streams import (
     configuration_subscription,
     topic_subscription,
 )
+from layotto.boundary.status import CallError, Code
 from layotto.proto import appcallback_pb2 as cb
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.status import CallError, Code
 
 log = logging.getLogger("layotto.api.websocket")
 
@@ -60,12 +60,6 @@ STATUSES = {
     "DROP": cb.TopicEventResponse.DROP,
 }
 OPS = ("subscribe", "watch", "ack")
-
-
-def socket_path(run_dir: str, generation: int) -> str:
-    """Where generation ``generation`` serves WebSocket; the supervisor
-    (which must not import this module) builds the same name."""
-    return os.path.join(run_dir, f"ws-{generation}.sock")
 
 
 def _string(request: dict[str, Any], field: str) -> str:

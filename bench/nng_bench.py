@@ -1,5 +1,5 @@
 """One nng REQ/REP hop between two processes: pynng's sync Context API
-against ``layotto.workers.nng_exchange.ContextExchange``, side by side.
+against ``layotto.boundary.nng_exchange.ContextExchange``, side by side.
 
 Each rep runs both ways, in alternating order, against one echo server per
 way (a separate process, ipc://, 120-byte messages, one caller). Printed: p50/p99
@@ -23,7 +23,7 @@ from typing import Any
 
 import pynng
 
-from layotto.workers.nng_exchange import ContextExchange, limit_threads
+from layotto.boundary.nng_exchange import ContextExchange, limit_threads
 
 MESSAGE = b"x" * 120
 

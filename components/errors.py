@@ -1,6 +1,6 @@
 """Domain errors raised by components.
 
-They carry no gRPC knowledge: ``layotto.workers.status`` maps each one to a
+They carry no gRPC knowledge: ``layotto.boundary.status`` maps each one to a
 status code at the edge, so components stay usable outside the sidecar.
 """
 

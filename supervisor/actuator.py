@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import h11
 import trio
 
+from layotto.boundary.addresses import websocket_socket
 from layotto.supervisor import health
 from layotto.supervisor.arbiter import Arbiter
 
@@ -108,8 +108,7 @@ async def _relay_websocket(
     """Hand the connection to the current API process's WebSocket server: the
     request head goes there as it came, then bytes flow both ways unchanged."""
     api = arbiter.api
-    # The API process serves <run_dir>/ws-<generation>.sock (api/websocket.py).
-    path = os.path.join(arbiter.run_dir, f"ws-{api.generation}.sock")
+    path = websocket_socket(arbiter.run_dir, api.generation)
     try:
         if not api.up:
             raise FileNotFoundError(path)

@@ -10,8 +10,8 @@ a time.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import json
 import logging
 import os
 import signal
@@ -22,12 +22,14 @@ from typing import Any
 
 import trio
 
-from layotto.supervisor import health
+from layotto.boundary.addresses import worker_address
+from layotto.boundary.config import ComponentConfig, Config
+from layotto.boundary.control_link_trio import receive_messages, send_message
+from layotto.boundary.specs import ApiSpec, WorkerSpec, ZygoteSpec
+from layotto.supervisor import health, operations
 from layotto.supervisor import lifecycle as lc
 from layotto.supervisor.children import Child
-from layotto.supervisor.config import ComponentConfig, Config
 from layotto.supervisor.processes import Handle, Preforked, Zygote, launch
-from layotto.workers.protocol import worker_address
 
 log = logging.getLogger("layotto.supervisor")
 
@@ -39,13 +41,13 @@ _EXEC_ROLES = frozenset(filter(None, os.environ.get("LAYOTTO_EXEC_ROLES", "").sp
 WORKER_STOP_GRACE = 5.0
 
 
-def zygote_spec(config: Config, generation: int) -> dict[str, Any]:
-    return {
-        "generation": generation,
-        "log_level": config.runtime.log_level,
+def zygote_spec(config: Config, generation: int) -> ZygoteSpec:
+    return ZygoteSpec(
+        generation,
+        config.runtime.log_level,
         # the backends to preload: those this generation's workers run
-        "types": sorted({(c.kind, c.type) for c in config.components}),
-    }
+        tuple(sorted({(c.kind, c.type) for c in config.components})),
+    )
 
 
 def preforking() -> bool:
@@ -105,24 +107,23 @@ class Arbiter:
     ) -> Child:
         number = next(self._worker_numbers.setdefault(component.name, itertools.count()))
         address = worker_address(self.run_dir, component.name, number)
-        spec = {
-            "kind": component.kind,
-            "name": component.name,
-            "type": component.type,
-            "metadata": dict(component.metadata),
-            "app_id": self.config.app.app_id,
-            "app_callback": self._app_callback(),
-            "hello": component.hello,
-            "bigger_than": dict(component.bigger_than),
-            "slot": number,
-            "address": address,
-            "log_level": self.config.runtime.log_level,
-        }
+        spec = WorkerSpec(
+            kind=component.kind,
+            name=component.name,
+            type=component.type,
+            metadata=component.metadata,
+            app_id=self.config.app.app_id,
+            slot=number,
+            address=address,
+            log_level=self.config.runtime.log_level,
+            hello=component.hello,
+            bigger_than=component.bigger_than,
+            app_callback=self._app_callback(),
+        )
         child = Child(
             f"{component.name}#{number}",
             "worker",
             generation,
-            "layotto.workers.main",
             spec,
             lc.Proc(self.config.runtime.start_timeout),
             component,
@@ -138,7 +139,6 @@ class Arbiter:
             f"zygote@{generation}",
             "zygote",
             generation,
-            "layotto.workers.zygote",
             zygote_spec(config, generation),
             lc.Proc(config.runtime.start_timeout),
         )
@@ -152,18 +152,11 @@ class Arbiter:
         routing: dict[str, list[str]],
         zygote_id: str | None = None,
     ) -> Child:
-        spec = {
-            "config": config.to_json(),
-            "run_dir": self.run_dir,
-            "log_level": config.runtime.log_level,
-            "workers": {name: list(addresses) for name, addresses in routing.items()},
-            "generation": generation,
-        }
+        spec = ApiSpec(config, self.run_dir, generation, routing)
         child = Child(
             f"api@{generation}",
             "api",
             generation,
-            "layotto.api.main",
             spec,
             lc.Proc(config.runtime.start_timeout),
             forked_from=zygote_id or self.zygote_id,
@@ -196,7 +189,10 @@ class Arbiter:
     def route(self, component: str, addresses: list[str]) -> None:
         """Tell the current API which workers serve ``component``."""
         self.routing[component] = list(addresses)
-        self.api.spec["workers"][component] = list(addresses)  # also after an API restart
+        api = self.api
+        assert isinstance(api.spec, ApiSpec)
+        workers = {**api.spec.workers, component: tuple(addresses)}
+        api.spec = dataclasses.replace(api.spec, workers=workers)  # also after an API restart
         self.tell(self.api, {"cmd": "workers", "component": component, "addresses": addresses})
 
     def tell(self, child: Child, message: dict[str, Any]) -> None:
@@ -205,7 +201,7 @@ class Arbiter:
 
     async def _send_line(self, launched: Handle, message: dict[str, Any]) -> None:
         try:
-            await launched.control.send(json.dumps(message).encode() + b"\n")
+            await send_message(launched.control, message)
         except (OSError, trio.ClosedResourceError):
             log.warning("could not reach pid %d over its control link", launched.pid)
 
@@ -291,8 +287,6 @@ class Arbiter:
             self._on_command(event[1])
 
     def _on_signal(self, signum: int) -> None:
-        from layotto.supervisor import operations
-
         name = signal.Signals(signum).name
         if signum in (signal.SIGTERM, signal.SIGINT):
             log.info("received %s: stopping", name)
@@ -380,32 +374,18 @@ class Arbiter:
                     await self.wait_until(lambda: zygote.proc.state != lc.State.STARTING)
             if zygote is not None and zygote.up and zygote.zygote is not None:
                 try:
-                    return await zygote.zygote.fork(child.id, child.role, child.spec)
+                    assert isinstance(child.spec, WorkerSpec | ApiSpec)
+                    return await zygote.zygote.fork(child.id, child.spec)
                 except (OSError, trio.TooSlowError) as exc:
                     log.warning(
                         "%s: the zygote could not fork it (%s); exec instead", child.id, exc
                     )
-        return await launch(child.module, child.spec)
+        return await launch(child.spec)
 
     async def _read_messages(self, child_id: str, sock: trio.socket.SocketType) -> None:
         """Until EOF; a reset link (a child killed with unread data) is an EOF too."""
-        buffer = b""
-        while True:
-            try:
-                chunk = await sock.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    log.warning("%s sent a bad control line %r", child_id, line[:200])
-                    continue
-                await self._send.send(("message", child_id, message))
+        async for message in receive_messages(sock, f"control link of {child_id}"):
+            await self._send.send(("message", child_id, message))
 
     def _on_message(self, child: Child, message: dict[str, Any]) -> None:
         event = message.get("event")
@@ -443,8 +423,6 @@ class Arbiter:
     # -- commands ---------------------------------------------------------------
 
     def _on_command(self, command: Command) -> None:
-        from layotto.supervisor import operations
-
         if command.name == "status":
             self._start_task(self._status, command)
         elif command.name == "stop":
@@ -496,7 +474,7 @@ class Arbiter:
             send, receive = trio.open_memory_channel[None](1)
             self._stats_waiters.append(send)
             try:
-                await api.launched.control.send(b'{"cmd":"stats"}\n')
+                await send_message(api.launched.control, {"cmd": "stats"})
                 with trio.move_on_after(1.0):
                     await receive.receive()
             except (OSError, trio.ClosedResourceError):

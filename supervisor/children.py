@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from layotto.boundary.config import ComponentConfig
+from layotto.boundary.specs import ChildSpec
 from layotto.supervisor import lifecycle as lc
-from layotto.supervisor.config import ComponentConfig
 from layotto.supervisor.processes import Handle, Zygote
 
 _DOWN = (lc.State.STOPPED, lc.State.FATAL)
@@ -17,8 +18,7 @@ class Child:
     id: str
     role: str  # "api" | "worker" | "zygote"
     generation: int
-    module: str
-    spec: dict[str, Any]
+    spec: ChildSpec
     proc: lc.Proc
     component: ComponentConfig | None = None
     address: str = ""

@@ -16,18 +16,18 @@ from typing import Any
 
 import trio
 
+from layotto.boundary.addresses import control_socket
 from layotto.supervisor.arbiter import Arbiter
 
 log = logging.getLogger("layotto.supervisor")
 
-SOCKET_NAME = "control.sock"
 # Reload and scale answer when they are done, which takes as long as the
 # slowest process start plus the drain of the old generation.
 COMMAND_TIMEOUTS = {"reload": 900.0, "scale": 300.0}
 
 
 def socket_path(run_dir: str) -> str:
-    return os.path.join(run_dir, SOCKET_NAME)
+    return control_socket(run_dir)
 
 
 async def serve_control(

@@ -12,6 +12,8 @@ import signal
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from layotto.boundary.exits import EXIT_CONFIG
+
 # A child that exits this often within the window is crash-looping: it is
 # marked FATAL and reported instead of being restarted again.
 CRASH_LOOP_EXITS = 5
@@ -21,8 +23,6 @@ CRASH_LOOP_WINDOW = 60.0
 BACKOFF_FIRST = 0.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 5.0
-# Reserved exit status (workers.protocol.EXIT_CONFIG): restarting cannot help.
-EXIT_CONFIG = 78
 
 
 class State(Enum):

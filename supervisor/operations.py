@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from layotto.boundary import config as config_module
+from layotto.boundary.config import ConfigError
 from layotto.components.registry import TYPES
-from layotto.supervisor import config as config_module
 from layotto.supervisor import lifecycle as lc
-from layotto.supervisor.config import ConfigError
 from layotto.supervisor.plan import ReloadRefusedError, plan_reload
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from layotto.boundary.config import ComponentConfig, Config
 from layotto.components.registry import TYPES
-from layotto.supervisor.config import ComponentConfig, Config
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
+import importlib
 import json
 import os
 import signal
@@ -23,7 +24,8 @@ from typing import Any, Protocol
 
 import trio
 
-from layotto.workers.child import CONTROL_FD_ENV, SPEC_ENV
+from layotto.boundary.control_link import CONTROL_FD_ENV, SPEC_ENV, encode
+from layotto.boundary.specs import ApiSpec, ChildSpec, WorkerSpec, ZygoteSpec
 
 # How long to wait for the zygote's report of a forked worker's exit status
 # after the kernel said it exited.
@@ -66,15 +68,15 @@ class Launched:
         return int(self.process.returncode if self.process.returncode is not None else -1)
 
 
-async def launch(module: str, spec: dict[str, Any]) -> Launched:
-    """Exec ``python -m module`` with ``spec`` in its environment."""
+async def launch(spec: ChildSpec) -> Launched:
+    """Exec ``python -m <the spec's role module>`` with ``spec`` in its environment."""
     ours, theirs = socket.socketpair()
     try:
         env = dict(os.environ)
         env[CONTROL_FD_ENV] = str(theirs.fileno())
-        env[SPEC_ENV] = json.dumps(spec)
+        env[SPEC_ENV] = json.dumps(spec.to_json())
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", module], pass_fds=(theirs.fileno(),), env=env
+            [sys.executable, "-m", spec.module], pass_fds=(theirs.fileno(),), env=env
         )
     except BaseException:
         ours.close()
@@ -133,7 +135,7 @@ class Preforked(_Watched):
         return -1 if status is None else status
 
 
-def prefork_zygote(spec: dict[str, Any]) -> Preforked:
+def prefork_zygote(spec: ZygoteSpec) -> Preforked:
     """Fork generation 1's zygote from the supervisor itself, before trio runs
     (no thread yet, nothing to inherit but memory): the zygote and all it
     forks then share the supervisor's interpreter and imported modules
@@ -154,9 +156,8 @@ def prefork_zygote(spec: dict[str, Any]) -> Preforked:
             os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
             for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
                 signal.signal(signum, signal.SIG_DFL)
-            from layotto.workers import zygote
-
-            code = zygote.run(spec, theirs, force_logging=True)
+            # By name: the supervisor never imports a worker's code itself.
+            code = importlib.import_module(spec.module).run_prefork(spec.to_json(), theirs)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -213,13 +214,12 @@ class Zygote:
         self._status_events: dict[int, trio.Event] = {}
         self._send_lock = trio.Lock()
 
-    async def fork(self, child_id: str, role: str, spec: dict[str, Any]) -> Forked:
+    async def fork(self, child_id: str, spec: WorkerSpec | ApiSpec) -> Forked:
         ours, theirs = socket.socketpair()
         send, receive = trio.open_memory_channel[int](1)
         self._forked[child_id] = send
         try:
-            request = {"cmd": "fork", "id": child_id, "role": role, "spec": spec}
-            line = json.dumps(request).encode() + b"\n"
+            line = encode({"cmd": "fork", "id": child_id, "spec": spec.to_json()})
             fds = array.array("i", [theirs.fileno()])
             async with self._send_lock:
                 await self.control.sendmsg([line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])

@@ -18,16 +18,15 @@ from typing import IO
 
 import trio
 
+from layotto.boundary.addresses import PID_FILE, worker_address
+from layotto.boundary.config import Address, Config
 from layotto.supervisor.actuator import serve_actuator
 from layotto.supervisor.arbiter import Arbiter, preforking, zygote_spec
-from layotto.supervisor.config import Address, Config
 from layotto.supervisor.control import serve_control, socket_path
 from layotto.supervisor.processes import Preforked, become_subreaper, prefork_zygote
-from layotto.workers.protocol import worker_address
 
 log = logging.getLogger("layotto.supervisor")
 
-PID_FILE = "supervisor.pid"
 _MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 

@@ -11,8 +11,8 @@ import socket
 
 import trio
 
+from layotto.boundary.config import parse
 from layotto.supervisor.arbiter import Arbiter
-from layotto.supervisor.config import parse
 
 CONFIG = """
 listeners: {grpc: "127.0.0.1:1", http: "127.0.0.1:2"}

@@ -18,9 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from layotto.components import registry
-from layotto.supervisor import config
-from layotto.supervisor.config import (
+from layotto.boundary.config import (
     Address,
     ComponentConfig,
     Config,
@@ -28,6 +26,8 @@ from layotto.supervisor.config import (
     Problem,
     RuntimeConfig,
 )
+from layotto.components import registry
+from layotto.boundary import config
 
 SRC = "test.yaml"
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

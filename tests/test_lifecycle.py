@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from layotto.boundary.exits import EXIT_CONFIG
 from layotto.supervisor import lifecycle as lc
 from layotto.supervisor.lifecycle import (
     Action,
@@ -248,7 +249,7 @@ def test_exits_just_inside_the_window_reach_fatal() -> None:
 @pytest.mark.parametrize("make", [starting, running])
 def test_config_exit_status_is_fatal_at_once(make: Callable[[], Proc]) -> None:
     proc = make()
-    proc, actions = step(proc, Exited(lc.EXIT_CONFIG), 1.0)
+    proc, actions = step(proc, Exited(EXIT_CONFIG), 1.0)
     assert proc.state is State.FATAL
     assert actions == []
     assert proc.restarts == 0
@@ -334,7 +335,7 @@ def test_spawned_after_stop_is_terminated() -> None:
 def test_stop_when_not_running_changes_nothing(status: int) -> None:
     stopped = Proc(start_timeout=START_TIMEOUT)
     assert step(stopped, Stop(grace=1.0), 0.0) == (stopped, [])
-    fatal, _ = step(running(), Exited(lc.EXIT_CONFIG), 0.0)
+    fatal, _ = step(running(), Exited(EXIT_CONFIG), 0.0)
     assert step(fatal, Stop(grace=1.0), 0.0) == (fatal, [])
     # and an exit reported in these states never restarts anything
     for proc in (stopped, fatal):

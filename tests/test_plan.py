@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from layotto.supervisor.config import Config, parse
+from layotto.boundary.config import Config, parse
 from layotto.supervisor.plan import ReloadRefusedError, plan_reload
 
 BASE = """

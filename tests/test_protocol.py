@@ -6,19 +6,22 @@ import struct
 
 import pytest
 
-from layotto.workers import protocol
-from layotto.workers.protocol import (
+from layotto.boundary import frames as protocol
+from layotto.boundary.addresses import worker_address
+from layotto.boundary.frames import (
     METHODS,
     ProtocolError,
     Reply,
     Request,
+    decode_batch,
     decode_reply,
     decode_request,
+    encode_batch,
     encode_reply,
     encode_request,
-    worker_address,
+    is_batch,
 )
-from layotto.workers.status import Code
+from layotto.boundary.status import Code
 
 MAX_ID = 2**64 - 1
 
@@ -141,8 +144,6 @@ def test_worker_address() -> None:
 
 
 def test_batch_round_trip_keeps_frames_and_order() -> None:
-    from layotto.workers.protocol import decode_batch, encode_batch, is_batch
-
     frames = [b"", b"a", b"\xba" * 3, bytes(range(256))]
     batch = encode_batch(frames)
     assert is_batch(batch)
@@ -152,8 +153,6 @@ def test_batch_round_trip_keeps_frames_and_order() -> None:
 
 @pytest.mark.parametrize("cut", [1, 5, 7, -1])
 def test_truncated_batch_is_a_protocol_error(cut: int) -> None:
-    from layotto.workers.protocol import decode_batch, encode_batch
-
     batch = encode_batch([b"abc", b"defg"])
     with pytest.raises(ProtocolError):
         decode_batch(batch[:cut])

@@ -6,9 +6,9 @@ import pytest
 from google.protobuf.message import Message
 
 from layotto.api.routes import RPCS, Components, Route
+from layotto.boundary.frames import METHODS
+from layotto.boundary.status import CallError, Code
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.protocol import METHODS
-from layotto.workers.status import CallError, Code
 
 COMPONENTS: Components = {
     "hellos": frozenset({"quick_start_demo"}),

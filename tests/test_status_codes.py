@@ -8,9 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from layotto.boundary import status
+from layotto.boundary.status import CallError, Code, code_of
 from layotto.components import errors
-from layotto.workers import status
-from layotto.workers.status import CallError, Code, code_of
 
 
 def bulk(*causes: errors.ComponentError) -> errors.BulkError:

@@ -8,25 +8,27 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from layotto.components.errors import BackendUnavailableError
-from layotto.components.state.base import BulkGetItem
-from layotto.proto import runtime_pb2 as pb
-from layotto.workers.blocks import ComponentSpec, StateBlock, open_block
-from layotto.workers.main import serve_frame
-from layotto.workers.protocol import (
+from layotto.boundary.frames import (
     decode_batch,
     decode_reply,
     encode_batch,
     encode_request,
 )
-from layotto.workers.status import Code
+from layotto.boundary.specs import WorkerSpec
+from layotto.boundary.status import Code
+from layotto.components.errors import BackendUnavailableError
+from layotto.components.state.base import BulkGetItem
+from layotto.proto import runtime_pb2 as pb
+from layotto.workers.block_table import open_block
+from layotto.workers.blocks import StateBlock
+from layotto.workers.main import serve_frame
 
 STORE = "state_demo"
 
 
 @pytest.fixture
 def block() -> Iterator[StateBlock]:
-    spec = ComponentSpec(kind="state", name=STORE, type="in-memory", metadata={}, app_id="app")
+    spec = WorkerSpec("state", STORE, "in-memory", {}, "app", 0, "ipc:///tmp/x/w-state-0.ipc")
     opened = open_block(spec)
     assert isinstance(opened, StateBlock)
     yield opened

@@ -12,7 +12,8 @@ CHECK = textwrap.dedent(
     """
     import sys
     from layotto.workers import zygote
-    from layotto.workers.blocks import ComponentSpec, open_block
+    from layotto.boundary.specs import WorkerSpec
+    from layotto.workers.block_table import open_block
 
     zygote.preload()
     before = set(sys.modules)
@@ -20,7 +21,7 @@ CHECK = textwrap.dedent(
         ("hellos", "helloworld"), ("state", "in-memory"), ("lock", "in-memory"),
         ("sequencer", "in-memory"), ("config_store", "in-memory"), ("pub_subs", "in-memory"),
     ]:
-        spec = ComponentSpec(kind, "c", type_, {}, "app", address="ipc:///tmp/x/w-c-0.ipc")
+        spec = WorkerSpec(kind, "c", type_, {}, "app", 0, "ipc:///tmp/x/w-c-0.ipc")
         open_block(spec).close()
     import grpc
     from concurrent.futures import ThreadPoolExecutor

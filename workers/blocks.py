@@ -3,16 +3,17 @@
 This is where Layotto's runtime rules live on the worker side: key prefixes,
 "no etag" spellings, enum conversions, WEAK/STRONG sequencer modes. Each
 block answers ``handle(method, payload) -> response bytes`` and raises
-component errors or CallError; ``layotto.workers.status`` turns those into codes.
+component errors or CallError; ``layotto.boundary.status`` turns those into codes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from layotto.components import keys, registry
+from layotto.boundary.specs import WorkerSpec
+from layotto.boundary.status import CallError, Code
+from layotto.components import keys
 from layotto.components.hello.base import HelloService
 from layotto.components.lock.base import LockStore
 from layotto.components.sequencer.base import SequencerStore
@@ -26,7 +27,6 @@ from layotto.components.state.base import (
     TransactionOp,
 )
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.status import CallError, Code
 
 # Layotto's SDKs send "0" when the app gave no etag; Dapr's Redis store reads
 # it (and "") as "no etag", so both mean None here.
@@ -42,21 +42,6 @@ _CONSISTENCY = {
     pb.StateOptions.CONSISTENCY_EVENTUAL: Consistency.EVENTUAL,
     pb.StateOptions.CONSISTENCY_STRONG: Consistency.STRONG,
 }
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """What a worker needs to know about the one component it hosts."""
-
-    kind: str
-    name: str
-    type: str
-    metadata: Mapping[str, str]
-    app_id: str
-    hello: str | None = None
-    bigger_than: Mapping[str, int] | None = None
-    address: str = ""  # the worker's own socket: names its pub/sub consumer
-    app_callback: str | None = None  # "host:port" of the app's AppCallback server
 
 
 class Block:
@@ -107,7 +92,7 @@ def _options(item: pb.StateItem | pb.DeleteStateRequest) -> tuple[Concurrency, C
 
 
 class StateBlock(Block):
-    def __init__(self, spec: ComponentSpec, store: StateStore) -> None:
+    def __init__(self, spec: WorkerSpec, store: StateStore) -> None:
         super().__init__()
         self.component = store
         self.rules = keys.state_rules(spec.metadata.get("keyPrefix"), spec.name, spec.app_id)
@@ -237,7 +222,7 @@ class StateBlock(Block):
 
 
 class LockBlock(Block):
-    def __init__(self, spec: ComponentSpec, store: LockStore) -> None:
+    def __init__(self, spec: WorkerSpec, store: LockStore) -> None:
         super().__init__()
         self.component = store
         self.rules = keys.lock_rules(spec.metadata.get("keyPrefix"), spec.name, spec.app_id)
@@ -266,7 +251,7 @@ class LockBlock(Block):
 
 
 class SequencerBlock(Block):
-    def __init__(self, spec: ComponentSpec, store: SequencerStore) -> None:
+    def __init__(self, spec: WorkerSpec, store: SequencerStore) -> None:
         super().__init__()
         self.component = store
         self.rules = keys.sequencer_rules(spec.metadata.get("keyPrefix"), spec.name, spec.app_id)
@@ -292,7 +277,7 @@ class SequencerBlock(Block):
 
 
 class HelloBlock(Block):
-    def __init__(self, spec: ComponentSpec, service: HelloService) -> None:
+    def __init__(self, spec: WorkerSpec, service: HelloService) -> None:
         super().__init__()
         self.component = service
         self.methods.update(SayHello=self.say_hello)
@@ -303,31 +288,3 @@ class HelloBlock(Block):
         if request.HasField("data"):
             answer.data.CopyFrom(request.data)  # echoed: Layotto uses it for load tests
         return answer.SerializeToString()
-
-
-def _blocks() -> dict[str, Callable[[ComponentSpec, Any], Block]]:
-    # Imported here: those modules build on Block, defined above.
-    from layotto.workers.config_block import ConfigurationBlock
-    from layotto.workers.pubsub_block import PubSubBlock
-
-    return {
-        "state": StateBlock,
-        "lock": LockBlock,
-        "sequencer": SequencerBlock,
-        "hellos": HelloBlock,
-        "config_store": ConfigurationBlock,
-        "pub_subs": PubSubBlock,
-    }
-
-
-def open_block(spec: ComponentSpec) -> Block:
-    """Build the component and wrap it; raises component errors on bad metadata."""
-    metadata = dict(spec.metadata)
-    if spec.kind == "hellos" and spec.hello is not None:
-        metadata.setdefault("hello", spec.hello)
-    component = registry.build(spec.kind, spec.type, spec.name, metadata, spec.app_id)
-    try:
-        return _blocks()[spec.kind](spec, component)
-    except BaseException:
-        component.close()
-        raise

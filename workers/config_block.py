@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from layotto.boundary.specs import WorkerSpec
+from layotto.boundary.status import CallError, Code
 from layotto.components.configuration.base import (
     DEFAULT,
     Changed,
@@ -23,8 +25,7 @@ from layotto.components.configuration.base import (
     Scope,
 )
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.blocks import Block, ComponentSpec
-from layotto.workers.status import CallError, Code
+from layotto.workers.blocks import Block
 from layotto.workers.subscriptions import Mailbox, Subscriptions, open_request, opened
 
 log = logging.getLogger("layotto.worker.configuration")
@@ -49,7 +50,7 @@ class _Watcher:
 
 
 class ConfigurationBlock(Block):
-    def __init__(self, spec: ComponentSpec, store: ConfigurationStore) -> None:
+    def __init__(self, spec: WorkerSpec, store: ConfigurationStore) -> None:
         super().__init__()
         self.component = store
         self.name = spec.name

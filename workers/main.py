@@ -5,28 +5,28 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import time
-from typing import Any
 
-from layotto.components.errors import ComponentError
-from layotto.workers import child, nng_exchange
-from layotto.workers.blocks import Block, ComponentSpec, open_block
-from layotto.workers.events import EventServer
-from layotto.workers.nng_server import ReplySocket, SocketClosedError
-from layotto.workers.protocol import (
-    EXIT_CONFIG,
+from layotto.boundary import child, nng_exchange
+from layotto.boundary.addresses import events_address
+from layotto.boundary.control_link import ControlLink
+from layotto.boundary.exits import EXIT_CONFIG
+from layotto.boundary.frames import (
     ProtocolError,
     Request,
     decode_batch,
     decode_request,
     encode_batch,
     encode_reply,
-    events_address,
     is_batch,
 )
-from layotto.workers.status import Code, code_of
+from layotto.boundary.nng_replier import EventServer, ReplySocket, SocketClosedError
+from layotto.boundary.specs import WorkerSpec
+from layotto.boundary.status import Code, code_of
+from layotto.components.errors import ComponentError
+from layotto.workers.block_table import open_block
+from layotto.workers.blocks import Block
 
 log = logging.getLogger("layotto.worker")
 
@@ -108,7 +108,7 @@ def serve_forever(block: Block, sock: ReplySocket) -> None:
         return
 
 
-def watch_health(block: Block, link: child.ControlLink, stop: threading.Event) -> None:
+def watch_health(block: Block, link: ControlLink, stop: threading.Event) -> None:
     last: tuple[str, str] | None = None
     while not stop.is_set():
         try:
@@ -122,18 +122,8 @@ def watch_health(block: Block, link: child.ControlLink, stop: threading.Event) -
         stop.wait(HEALTH_INTERVAL)
 
 
-def run(spec: dict[str, Any], link: child.ControlLink) -> int:
-    component = ComponentSpec(
-        kind=spec["kind"],
-        name=spec["name"],
-        type=spec["type"],
-        metadata=spec["metadata"],
-        app_id=spec["app_id"],
-        hello=spec.get("hello"),
-        bigger_than=spec.get("bigger_than"),
-        address=spec["address"],
-        app_callback=spec.get("app_callback"),
-    )
+def run(spec: WorkerSpec, link: ControlLink) -> int:
+    component = spec
     nng_exchange.limit_threads()  # before the first nng socket
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -144,7 +134,7 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
         log.error("component %s cannot start: %s", component.name, exc)
         link.send({"event": "fatal", "reason": str(exc)})
         return EXIT_CONFIG
-    sock = ReplySocket(spec["address"])
+    sock = ReplySocket(spec.address)
     threading.Thread(
         target=watch_health, args=(block, link, stop), name="health", daemon=True
     ).start()
@@ -153,7 +143,7 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
     events = None
     subscriptions = getattr(block, "subscriptions", None)
     if subscriptions is not None:
-        events = EventServer(events_address(spec["address"]), lambda f: serve_frame(block, f))
+        events = EventServer(events_address(spec.address), lambda f: serve_frame(block, f))
         threading.Thread(
             target=subscriptions.expire_leases_forever, args=(stop,), name="leases", daemon=True
         ).start()
@@ -163,7 +153,7 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
         component.kind,
         component.name,
         component.type,
-        spec["address"],
+        spec.address,
     )
     # The main thread only waits: signal handlers run here, never while a
     # thread sits inside nng's C code.
@@ -179,10 +169,7 @@ def run(spec: dict[str, Any], link: child.ControlLink) -> int:
 
 
 def main() -> None:
-    spec = child.load_spec()
-    child.setup_logging(f"worker {spec['name']}#{spec['slot']}", spec.get("log_level", "INFO"))
-    child.ignore_terminal_signals()
-    sys.exit(run(spec, child.ControlLink.from_env()))
+    child.run_exec(run)
 
 
 if __name__ == "__main__":

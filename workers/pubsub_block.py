@@ -24,15 +24,16 @@ from collections.abc import Mapping
 
 import grpc
 
+from layotto.boundary.specs import WorkerSpec
+from layotto.boundary.status import CallError, Code
 from layotto.components.errors import InvalidRequestError
 from layotto.components.pubsub import cloudevents
 from layotto.components.pubsub.base import PubSub
 from layotto.proto import appcallback_pb2 as cb
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.app_callback import AppCallback, outcome
-from layotto.workers.blocks import Block, ComponentSpec
+from layotto.workers.blocks import Block
 from layotto.workers.delivery import Sink, Stopped, Timing, TopicConsumer, Where
-from layotto.workers.status import CallError, Code
 from layotto.workers.subscriptions import Mailbox, Subscriptions, open_request, opened
 
 log = logging.getLogger("layotto.worker.pubsub")
@@ -72,7 +73,7 @@ def consumer_name(worker_address: str) -> str:
 
 
 class PubSubBlock(Block):
-    def __init__(self, spec: ComponentSpec, pubsub: PubSub) -> None:
+    def __init__(self, spec: WorkerSpec, pubsub: PubSub) -> None:
         super().__init__()
         self.component = pubsub
         self.name = spec.name

@@ -8,17 +8,16 @@ refuses to run in a child after the parent *used* nng), and its one other
 thread, the reaper, holds no lock the child could need.
 
 Protocol on the control link: the supervisor sends ``{"cmd": "fork", "id",
-"role", "spec"}`` (role "worker" or "api") with the new child's control socket
-attached (SCM_RIGHTS); the
-zygote answers ``{"event": "forked", "id", "pid"}`` and later
-``{"event": "exited", "pid", "status"}``.
+"spec"}`` (a worker's or an API process's spec, ``boundary.specs``) with the
+new child's control socket attached (SCM_RIGHTS); the zygote answers
+``{"event": "forked", "id", "pid"}`` and later ``{"event": "exited", "pid",
+"status"}``. The child runs the role module its spec names.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
-import json
 import logging
 import os
 import signal
@@ -29,16 +28,19 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
+from layotto.boundary import child
+from layotto.boundary.control_link import ControlLink, LineDecoder
+from layotto.boundary.specs import ZygoteSpec, spec_from_json
 from layotto.components import registry
-from layotto.workers import child
-from layotto.workers import main as worker_main
 
 log = logging.getLogger("layotto.zygote")
 
 
-def preload(types: Iterable[tuple[str, str]] | None = None) -> None:
+def preload(
+    types: Iterable[tuple[str, str]] | None = None, roles: Iterable[str] = ZygoteSpec.roles
+) -> None:
     """Import the backends of these (kind, type) pairs (all of them when
-    None) and the API process's code now, so forked children share it.
+    None) and the role modules of the children now, so forked children share it.
     Importing grpc starts no thread and initialises nothing (checked: a child
     forked after the import serves gRPC). A zygote preloads only its
     generation's types: redis-py alone is ~10 MiB that a config without Redis
@@ -49,7 +51,8 @@ def preload(types: Iterable[tuple[str, str]] | None = None) -> None:
     # Imported lazily by workers.blocks (they build on it): here, once for all.
     importlib.import_module("layotto.workers.config_block")
     importlib.import_module("layotto.workers.pubsub_block")
-    importlib.import_module("layotto.api.main")
+    for module in roles:
+        importlib.import_module(module)
     # grpc imports these only when the first server or channel is made
     # (the API process, the pub/sub worker's AppCallback client).
     importlib.import_module("grpc._server")
@@ -60,7 +63,7 @@ def preload(types: Iterable[tuple[str, str]] | None = None) -> None:
 
 
 class Zygote:
-    def __init__(self, link: child.ControlLink, sock: socket.socket) -> None:
+    def __init__(self, link: ControlLink, sock: socket.socket) -> None:
         self.link = link
         self.sock = sock
         self.fds: list[int] = []
@@ -70,16 +73,13 @@ class Zygote:
         threading.Thread(target=self._reap, name="reaper", daemon=True).start()
         self.link.send({"event": "ready", "pid": os.getpid()})
         log.info("ready to fork workers and the API process (%d modules loaded)", len(sys.modules))
-        buffer = b""
+        decoder = LineDecoder("zygote's control link")
         while True:
             data, fds, _, _ = socket.recv_fds(self.sock, 65536, 16)
             if not data:
                 return 0  # the supervisor is gone
             self.fds.extend(fds)
-            buffer += data
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                message = json.loads(line)
+            for message in decoder.feed(data):
                 if message.get("cmd") == "fork":
                     self._fork(message)
 
@@ -87,28 +87,23 @@ class Zygote:
         fd = self.fds.pop(0)
         pid = os.fork()
         if pid == 0:
-            os._exit(self._run_child(message.get("role", "worker"), message["spec"], fd))
+            os._exit(self._run_child(message["spec"], fd))
         os.close(fd)
         self.children.release()
         self.link.send({"event": "forked", "id": message["id"], "pid": pid})
 
-    def _run_child(self, role: str, spec: dict[str, Any], fd: int) -> int:
+    def _run_child(self, spec_json: dict[str, Any], fd: int) -> int:
         """In the forked child: become the worker or the API process."""
         try:
             self.sock.close()
             for other in self.fds:  # control sockets of children not forked yet
                 os.close(other)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            link = child.ControlLink(socket.socket(fileno=fd))
-            level = spec.get("log_level", "INFO")
-            if role == "api":
-                from layotto.api.main import ApiProcess
-
-                child.setup_logging(f"api gen {spec.get('generation', 0)}", level, force=True)
-                code = ApiProcess(spec, link).run()
-            else:
-                child.setup_logging(f"worker {spec['name']}#{spec['slot']}", level, force=True)
-                code = worker_main.run(spec, link)
+            link = ControlLink(socket.socket(fileno=fd))
+            spec = spec_from_json(spec_json)
+            child.setup_logging(spec.label, spec.log_level, force=True)
+            role = importlib.import_module(spec.module)  # preloaded: already imported
+            code = int(role.run(spec, link))
         except BaseException:
             traceback.print_exc()
             code = 1
@@ -127,18 +122,24 @@ class Zygote:
             )
 
 
-def run(spec: dict[str, Any], sock: socket.socket, force_logging: bool = False) -> int:
-    level = spec.get("log_level", "INFO")
-    child.setup_logging(f"zygote gen {spec.get('generation', 0)}", level, force=force_logging)
+def run(spec: ZygoteSpec, sock: socket.socket, force_logging: bool = False) -> int:
+    child.setup_logging(spec.label, spec.log_level, force=force_logging)
     child.ignore_terminal_signals()
-    types = spec.get("types")
-    preload(None if types is None else [(kind, type_) for kind, type_ in types])
-    return Zygote(child.ControlLink(sock), sock).serve()
+    preload(spec.types, spec.roles)
+    return Zygote(ControlLink(sock), sock).serve()
+
+
+def run_prefork(spec_json: dict[str, Any], sock: socket.socket) -> int:
+    """Entry of the zygote the supervisor forks itself (see supervisor/processes.py)."""
+    spec = spec_from_json(spec_json)
+    assert isinstance(spec, ZygoteSpec)
+    return run(spec, sock, force_logging=True)
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(os.environ[child.CONTROL_FD_ENV]))
-    sys.exit(run(child.load_spec(), sock))
+    spec = spec_from_json(child.load_spec())
+    assert isinstance(spec, ZygoteSpec)
+    sys.exit(run(spec, child.control_socket_from_env()))
 
 
 if __name__ == "__main__":

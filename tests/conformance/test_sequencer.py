@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis as redis_py
 
-from layotto.components.errors import BackendUnavailableError, InvalidRequestError
+from layotto.components.errors import BackendUnavailableError, ComponentError, InvalidRequestError
 from layotto.components.registry import build
 from layotto.components.sequencer.base import SequencerStore
 from layotto.components.sequencer.memory import MemorySequencer
@@ -163,9 +164,6 @@ def test_redis_unreachable_is_backend_unavailable() -> None:
 def test_redis_refusing_a_command_is_not_unavailable(redis_addr: str) -> None:
     """A server-side refusal (here: INCR on a non-number) will not heal by
     retrying, so it must not be reported as UNAVAILABLE."""
-    import redis as redis_py
-
-    from layotto.components.errors import ComponentError
 
     host, port = redis_addr.rsplit(":", 1)
     redis_py.Redis(host=host, port=int(port)).set("not-a-counter", "abc")

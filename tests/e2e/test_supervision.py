@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +17,7 @@ import grpc
 import pytest
 
 from layotto.proto import runtime_pb2 as pb
+from layotto.proto import runtime_pb2_grpc
 from tests.redis_server import free_port
 from tests.sidecar import LAYOTTO, REPO, Sidecar, running_sidecar
 
@@ -120,8 +122,6 @@ def test_killed_worker_is_replaced_and_calls_recover() -> None:
 
 def test_killed_api_process_is_replaced_and_clients_reconnect() -> None:
     with running_sidecar(STANDALONE) as sidecar, grpc.insecure_channel(sidecar.target) as channel:
-        from layotto.proto import runtime_pb2_grpc
-
         stub = runtime_pb2_grpc.RuntimeStub(channel)
         request = pb.SayHelloRequest(service_name="helloworld", name="x")
         assert stub.SayHello(request, timeout=10).hello == "greeting, x"
@@ -224,8 +224,6 @@ def test_a_refused_start_leaves_no_process_behind() -> None:
 
 
 def test_grpc_port_in_use_is_a_clear_error() -> None:
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

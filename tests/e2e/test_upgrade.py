@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_supervision import http_get, pid_of
+from layotto.proto import runtime_pb2 as pb
+from tests.e2e.test_supervision import http_get, parent_of, pid_of
 from tests.load import Load
 from tests.redis_server import RedisServer
 from tests.sidecar import Sidecar, running_sidecar
@@ -78,7 +79,6 @@ def test_three_upgrades_in_a_row_under_load_fail_no_call(sidecar: Sidecar) -> No
     assert sidecar.process.pid == supervisor and sidecar.process.poll() is None
     # upgraded code runs: the new workers were forked by the new generation's zygote
     assert "zygote@4" in status and "zygote@1" not in status
-    from tests.e2e.test_supervision import parent_of
 
     workers = [line.split()[0] for line in status.splitlines() if line.startswith("state_demo#")]
     assert len(workers) == 2
@@ -198,8 +198,6 @@ def test_killed_api_under_load_recovers(sidecar: Sidecar) -> None:
 def test_redis_restart_fails_fast_then_recovers(
     sidecar: Sidecar, redis_server: RedisServer
 ) -> None:
-    from layotto.proto import runtime_pb2 as pb
-
     redis_server.stop()
     for worker in ("state_demo#0", "state_demo#1"):
         sidecar.wait_for_log(rf"{worker}: component DOWN")

@@ -11,12 +11,11 @@ share, so a worker can skip work its caller has already given up on.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from layotto.workers.status import Code
+from layotto.boundary.status import Code
 
 VERSION = 1
 METHODS = (
@@ -36,7 +35,7 @@ METHODS = (
     "SaveConfiguration",
     "DeleteConfiguration",
     "PublishEvent",
-    # Subscriptions (on the worker's events socket, see workers/events.py).
+    # Subscriptions (on the worker's events socket, see boundary/nng_replier.py).
     "OpenSubscription",
     "PollEvents",
     "EventProcessed",
@@ -46,10 +45,6 @@ METHOD_IDS = {name: index for index, name in enumerate(METHODS)}
 
 _REQUEST = struct.Struct("!BBQd")
 _REPLY = struct.Struct("!BBQ")
-
-# Exit status a worker uses when its component cannot be built from the
-# config: restarting cannot help, so the supervisor marks it failed at once.
-EXIT_CONFIG = 78
 
 
 class ProtocolError(Exception):
@@ -136,15 +131,3 @@ def decode_batch(frame: bytes) -> list[bytes]:
     if offset != len(frame):
         raise ProtocolError("batch frame has trailing bytes")
     return frames
-
-
-def worker_address(run_dir: str, component: str, slot: int) -> str:
-    """Where worker ``slot`` of ``component`` listens (the API process dials it)."""
-    return f"ipc://{os.path.join(run_dir, f'w-{component}-{slot}.ipc')}"
-
-
-def events_address(address: str) -> str:
-    """The worker's second socket, for subscriptions: long polls there never
-    hold up the request/reply path."""
-    head, _, tail = address.rpartition("/w-")
-    return f"{head}/e-{tail}"

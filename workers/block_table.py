@@ -1,0 +1,34 @@
+"""Which block serves each kind of component, and building one for a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from layotto.boundary.specs import WorkerSpec
+from layotto.components import registry
+from layotto.workers.blocks import Block, HelloBlock, LockBlock, SequencerBlock, StateBlock
+from layotto.workers.config_block import ConfigurationBlock
+from layotto.workers.pubsub_block import PubSubBlock
+
+BLOCKS: dict[str, Callable[[WorkerSpec, Any], Block]] = {
+    "state": StateBlock,
+    "lock": LockBlock,
+    "sequencer": SequencerBlock,
+    "hellos": HelloBlock,
+    "config_store": ConfigurationBlock,
+    "pub_subs": PubSubBlock,
+}
+
+
+def open_block(spec: WorkerSpec) -> Block:
+    """Build the component and wrap it; raises component errors on bad metadata."""
+    metadata = dict(spec.metadata)
+    if spec.kind == "hellos" and spec.hello is not None:
+        metadata.setdefault("hello", spec.hello)
+    component = registry.build(spec.kind, spec.type, spec.name, metadata, spec.app_id)
+    try:
+        return BLOCKS[spec.kind](spec, component)
+    except BaseException:
+        component.close()
+        raise
