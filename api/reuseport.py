@@ -4,8 +4,8 @@ grpcio binds its own listener and cannot adopt one, so a hot upgrade runs
 two API processes on the port with SO_REUSEPORT. A classic-BPF program on
 the reuseport group picks the listener for every new connection by its
 index in the group (join order): "ret 0" keeps them on the oldest member,
-"ret 1" sends them to the newer one. Measured with no failed call across
-56 trials (shared/reference/hot-upgrade-noproxy.md, arrangement E); works
+"ret 1" sends them to the newer one. A prototype of this arrangement saw
+no failed call in 56 hot-upgrade trials (docs/design.md); it works
 unprivileged.
 
 grpcio's sockets are found by scanning /proc/self/fd and asking each socket

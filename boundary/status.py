@@ -41,8 +41,9 @@ class CallError(Exception):
 
 
 def code_of(exc: BaseException) -> Code:
-    """Layotto's mapping (reference §1.9): etag mismatch is Aborted, bad etag
-    InvalidArgument, an unreachable backend Unavailable, the rest Internal."""
+    """Layotto's mapping (its gRPC API answers state errors this way): etag
+    mismatch is Aborted, bad etag InvalidArgument, an unreachable backend
+    Unavailable, the rest Internal."""
     if isinstance(exc, CallError):
         return exc.code
     if isinstance(exc, errors.BulkError):

@@ -1,4 +1,4 @@
-"""Key prefix rules of Layotto (reference §5.1-5.3)."""
+"""Key prefix rules of Layotto (keyPrefix appid | name | none | a custom prefix)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Domain errors become Layotto's gRPC status codes in one place (reference §1.9)."""
+"""Domain errors become Layotto's gRPC status codes in one place (Layotto's own mapping)."""
 
 from __future__ import annotations
 

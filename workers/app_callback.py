@@ -1,6 +1,6 @@
 """The sidecar's client of the app's AppCallback gRPC server (pub/sub delivery).
 
-The reply statuses follow Layotto's retry strategy (reference §2): SUCCESS
+The reply statuses follow Layotto's retry strategy for AppCallback: SUCCESS
 acknowledges; DROP acknowledges with a warning; RETRY, an unknown status or
 any gRPC error redelivers; UNIMPLEMENTED drops (the app cannot take events).
 """
