@@ -55,6 +55,8 @@ def code_of(exc: BaseException) -> Code:
         return Code.ABORTED
     if isinstance(exc, errors.ETagInvalidError | errors.InvalidRequestError):
         return Code.INVALID_ARGUMENT
+    if isinstance(exc, errors.OutOfRangeError):
+        return Code.OUT_OF_RANGE
     if isinstance(exc, errors.NotSupportedError):
         return Code.UNIMPLEMENTED
     if isinstance(exc, errors.BackendUnavailableError):

@@ -29,6 +29,10 @@ class NotSupportedError(ComponentError):
     """The backend lacks this feature."""
 
 
+class OutOfRangeError(ComponentError):
+    """The request asks for something past a hard limit (a sequencer key's last id)."""
+
+
 class BackendUnavailableError(ComponentError):
     """The backing service cannot be reached right now; retrying later may work."""
 

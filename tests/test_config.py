@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from layotto.boundary import config
 from layotto.boundary.config import (
     Address,
     ComponentConfig,
@@ -27,7 +28,6 @@ from layotto.boundary.config import (
     RuntimeConfig,
 )
 from layotto.components import registry
-from layotto.boundary import config
 
 SRC = "test.yaml"
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

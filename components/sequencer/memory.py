@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 
 from layotto.components.errors import InvalidRequestError
+from layotto.components.sequencer.base import MAX_ID, exhausted
 from layotto.components.sequencer.segments import DEFAULT_STEP, parse_step
 
 
@@ -35,9 +36,12 @@ class MemorySequencer:
     def next_segment(self, key: str, size: int) -> tuple[int, int]:
         check_size(size)
         with self._mutex:
-            last = self._counters.get(key, 0) + size
+            current = self._counters.get(key, 0)
+            if current >= MAX_ID:
+                raise exhausted(key)
+            last = min(current + size, MAX_ID)
             self._counters[key] = last
-        return last - size + 1, last
+        return current + 1, last
 
     def ping(self) -> None:
         pass

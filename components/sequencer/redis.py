@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import redis
+
 from layotto.components import _redis
+from layotto.components.sequencer.base import MAX_ID, exhausted
 from layotto.components.sequencer.memory import check_size
 from layotto.components.sequencer.segments import parse_step
 
@@ -36,14 +39,25 @@ class RedisSequencer:
                     self._raise_floor(keys=[key], args=[floor])
 
     def next_id(self, key: str) -> int:
-        with _redis.translated(self._address):
-            return int(self._client.incr(key))
+        return self.next_segment(key, 1)[1]
 
     def next_segment(self, key: str, size: int) -> tuple[int, int]:
         check_size(size)
         with _redis.translated(self._address):
-            last = int(self._client.incrby(key, size))
-        return last - size + 1, last
+            # INCRBY refuses to overflow int64 and leaves the key alone; near
+            # the limit, reserve only what is left (Lua numbers are doubles,
+            # too coarse for this arithmetic, so it happens here).
+            while True:  # each failed round means other callers took ids: it ends
+                try:
+                    last = int(self._client.incrby(key, size))
+                    return last - size + 1, last
+                except redis.ResponseError as exc:
+                    if "overflow" not in str(exc):
+                        raise
+                left = MAX_ID - int(self._client.get(key) or 0)
+                if left <= 0:
+                    raise exhausted(key)
+                size = min(size, left)
 
     def ping(self) -> None:
         with _redis.translated(self._address):

@@ -8,9 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis as redis_py
 
-from layotto.components.errors import BackendUnavailableError, ComponentError, InvalidRequestError
+from layotto.boundary.status import Code, code_of
+from layotto.components.errors import (
+    BackendUnavailableError,
+    ComponentError,
+    InvalidRequestError,
+    OutOfRangeError,
+)
 from layotto.components.registry import build
-from layotto.components.sequencer.base import SequencerStore
+from layotto.components.sequencer.base import MAX_ID, SequencerStore
 from layotto.components.sequencer.memory import MemorySequencer
 from layotto.components.sequencer.redis import RedisSequencer
 from layotto.components.sequencer.segments import DEFAULT_STEP, SegmentCache
@@ -174,3 +180,22 @@ def test_redis_refusing_a_command_is_not_unavailable(redis_addr: str) -> None:
         assert not isinstance(caught.value, BackendUnavailableError)
     finally:
         store.close()
+
+
+def test_strong_ids_stop_at_the_int64_limit(store: SequencerStore) -> None:
+    store.ensure_bigger_than({"k": MAX_ID - 3})
+    assert [store.next_id("k") for _ in range(3)] == [MAX_ID - 2, MAX_ID - 1, MAX_ID]
+    for _ in range(2):  # the key stays usable for the answer, never moves past
+        with pytest.raises(OutOfRangeError, match="'k'"):
+            store.next_id("k")
+    assert code_of(OutOfRangeError("x")) == Code.OUT_OF_RANGE
+
+
+def test_weak_ids_use_every_id_up_to_the_limit(store: SequencerStore) -> None:
+    store.ensure_bigger_than({"k": MAX_ID - 3})
+    cache = SegmentCache(store, 10)
+    assert [cache.next_id("k") for _ in range(3)] == [MAX_ID - 2, MAX_ID - 1, MAX_ID]
+    with pytest.raises(OutOfRangeError):
+        cache.next_id("k")
+    with pytest.raises(OutOfRangeError):
+        store.next_segment("k", 1)
