@@ -87,8 +87,14 @@ def _spawn(port: int, directory: str) -> subprocess.Popen[bytes]:
 
 @contextmanager
 def running_redis() -> Iterator[RedisServer]:
+    with running_redis_on(free_port()) as server:
+        yield server
+
+
+@contextmanager
+def running_redis_on(port: int) -> Iterator[RedisServer]:
+    """A private redis-server on ``port`` (for tests of a Redis that comes late)."""
     directory = tempfile.mkdtemp(prefix="layotto-redis-")
-    port = free_port()
     server = RedisServer("127.0.0.1", port, _spawn(port, directory), directory)
     try:
         yield server

@@ -9,7 +9,6 @@ import threading
 import time
 
 from layotto.boundary import child, nng_exchange
-from layotto.boundary.addresses import events_address
 from layotto.boundary.control_link import ControlLink
 from layotto.boundary.exits import EXIT_CONFIG
 from layotto.boundary.frames import (
@@ -21,16 +20,14 @@ from layotto.boundary.frames import (
     encode_reply,
     is_batch,
 )
-from layotto.boundary.nng_replier import EventServer, ReplySocket, SocketClosedError
+from layotto.boundary.nng_replier import ReplySocket, SocketClosedError
 from layotto.boundary.specs import WorkerSpec
 from layotto.boundary.status import Code, code_of
 from layotto.components.errors import ComponentError
-from layotto.workers.block_table import open_block
 from layotto.workers.blocks import Block
+from layotto.workers.serving import Serving, watch_health
 
 log = logging.getLogger("layotto.worker")
-
-HEALTH_INTERVAL = 2.0
 
 
 def _reply(request_id: int, answer: bytes | Exception, method: str) -> bytes:
@@ -99,71 +96,53 @@ def serve_frame(block: Block, frame: bytes) -> bytes:
     return encode_batch(serve_batch(block, frames))
 
 
-def serve_forever(block: Block, sock: ReplySocket) -> None:
+def serve_forever(serving: Serving, sock: ReplySocket) -> None:
     """Answer requests one at a time until the socket is closed."""
     try:
         while True:
-            sock.reply(serve_frame(block, sock.receive()))
+            sock.reply(serving.serve(sock.receive()))
     except SocketClosedError:
         return
 
 
-def watch_health(block: Block, link: ControlLink, stop: threading.Event) -> None:
-    last: tuple[str, str] | None = None
-    while not stop.is_set():
-        try:
-            block.ping()
-            current = ("UP", "")
-        except Exception as exc:
-            current = ("DOWN", str(exc) or type(exc).__name__)
-        if current != last:
-            link.send({"event": "health", "status": current[0], "reason": current[1]})
-            last = current
-        stop.wait(HEALTH_INTERVAL)
-
-
 def run(spec: WorkerSpec, link: ControlLink) -> int:
-    component = spec
     nng_exchange.limit_threads()  # before the first nng socket
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     link.start_reader(lambda _msg: None, child.exit_when_supervisor_gone)
+    fatal: list[str] = []
+
+    def broken(reason: str) -> None:
+        fatal.append(reason)
+        stop.set()
+
     try:
-        block = open_block(component)
+        serving = Serving(spec, serve_frame)
     except ComponentError as exc:
-        log.error("component %s cannot start: %s", component.name, exc)
-        link.send({"event": "fatal", "reason": str(exc)})
+        broken(str(exc))
+    if fatal:
+        log.error("component %s cannot start: %s", spec.name, fatal[0])
+        link.send({"event": "fatal", "reason": fatal[0]})
         return EXIT_CONFIG
     sock = ReplySocket(spec.address)
     threading.Thread(
-        target=watch_health, args=(block, link, stop), name="health", daemon=True
+        target=watch_health, args=(serving, link, stop, broken), name="health", daemon=True
     ).start()
-    server = threading.Thread(target=serve_forever, args=(block, sock), name="serve", daemon=True)
+    server = threading.Thread(target=serve_forever, args=(serving, sock), name="serve", daemon=True)
     server.start()
-    events = None
-    subscriptions = getattr(block, "subscriptions", None)
-    if subscriptions is not None:
-        events = EventServer(events_address(spec.address), lambda f: serve_frame(block, f))
-        threading.Thread(
-            target=subscriptions.expire_leases_forever, args=(stop,), name="leases", daemon=True
-        ).start()
     link.send({"event": "ready", "pid": os.getpid()})
-    log.info(
-        "serving %s %s (%s) at %s",
-        component.kind,
-        component.name,
-        component.type,
-        spec.address,
-    )
+    log.info("serving %s %s (%s) at %s", spec.kind, spec.name, spec.type, spec.address)
     # The main thread only waits: signal handlers run here, never while a
     # thread sits inside nng's C code.
     while not stop.wait(1.0) and server.is_alive():
         pass
     sock.close()  # ends the blocked receive
-    if events is not None:
-        events.close()
     server.join(timeout=10)
-    block.close()
+    serving.close()
+    if fatal:
+        log.error("component %s cannot start: %s", spec.name, fatal[0])
+        link.send({"event": "fatal", "reason": fatal[0]})
+        return EXIT_CONFIG
     log.info("stopped")
     return 0
 
