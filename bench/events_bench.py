@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import shutil
 import statistics
 import tempfile
 import threading
@@ -290,10 +291,11 @@ def main() -> None:
     topics = ["throughput", "slow-app-1", "slow-app-4", "latency"]
     app = App(PUBSUB, topics).start()
     results: dict[str, Any] = {}
+    directory = tempfile.mkdtemp(prefix="layotto-events-bench-")
     try:
         redis_server = RedisServer()
         procs.add("redis", redis_server)
-        config = Path(tempfile.mkdtemp(prefix="layotto-events-bench-")) / "events.yaml"
+        config = Path(directory) / "events.yaml"
         write_config(config, app.port)
         sidecar = Sidecar(str(config), {"REDIS_ADDR": redis_server.address})
         procs.add("sidecar", sidecar)
@@ -328,6 +330,7 @@ def main() -> None:
     finally:
         app.stop()
         procs.stop_all()
+        shutil.rmtree(directory, ignore_errors=True)
     results["app_ms"] = args.app_ms
     report(results)
 
