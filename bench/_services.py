@@ -1,22 +1,29 @@
-"""The processes state_bench.py starts: redis-server, the sidecar, the baseline, the load.
+"""The processes the benches start: redis-server, the sidecar, the baseline, the load.
 
 Every process is started in its own session (so a Ctrl-C in the terminal
 reaches only the bench, which then stops them in order) and with a parent-death
 signal (SIGTERM when the bench dies without cleaning up), and is tracked in
 ``Processes`` so that ``stop_all`` ends exactly the processes we started.
+
+redis-server and free ports are the tests' (tests/redis_server.py), started
+the way above. The sidecar launcher is the bench's own rather than
+tests/sidecar.py's: that module imports grpc, and the bench process must not
+(state_bench.py and upgrade_bench.py read the sidecar's PSS, which a bench
+process mapping grpc's libraries would lower); and the bench times every log
+line, runs another commit's code (``--against``), and checks that no child
+outlives the supervisor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,6 +32,13 @@ from typing import Any
 import _procfs
 
 REPO = Path(__file__).resolve().parent.parent
+# `python bench/x.py` puts bench/ first on sys.path, not the repository's top,
+# where the `tests` package is (pytest puts it first too).
+if str(REPO) not in sys.path:
+    sys.path.insert(1, str(REPO))
+
+from tests.redis_server import free_port, running_redis  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 PYTHON = sys.executable
 LAYOTTO = str(Path(sys.executable).parent / "layotto")
@@ -39,12 +53,6 @@ _DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM"] if _SETPRIV else []
 def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
     """Start from the main thread (the death signal follows the spawning thread)."""
     return subprocess.Popen([*_DIE_WITH_PARENT, *args], start_new_session=True, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -120,45 +128,26 @@ def _terminate(process: subprocess.Popen[Any], timeout: float) -> None:
 
 
 class RedisServer:
+    """The tests' private redis-server (tests/redis_server.py), started by ``spawn``."""
+
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed")
-        self.directory = tempfile.mkdtemp(prefix="layotto-bench-redis-")
-        self.port = free_port()
-        self.process = spawn(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.directory,
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.output = LineReader(self.process.stdout)
-        self.output.wait_for("Ready to accept connections", 15)
+        self._stack = contextlib.ExitStack()
+        self.server = self._stack.enter_context(running_redis(launch=spawn))
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.server.address
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.server.process.pid
 
     def stop(self) -> None:
-        _terminate(self.process, 10)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self._stack.close()
 
 
 # Top-level folders that the installed package maps to layotto.<name>.
@@ -185,14 +174,18 @@ def source_tree(ref: str, directory: str) -> tuple[str, str]:
 
 class Sidecar:
     """The real ``layotto start -c CONFIG`` on private ports; with ``code``
-    (a PYTHONPATH from ``source_tree``) the sidecar of another commit."""
+    (a PYTHONPATH from ``source_tree``) the sidecar of another commit.
+
+    The sidecar's run directory (control socket, pid file) is derived from the
+    config file's path: sidecars that run side by side need a config file each.
+    """
 
     def __init__(
         self, config: str, env: dict[str, str] | None = None, code: str | None = None
     ) -> None:
         self.config = config
-        launcher = [LAYOTTO] if code is None else [PYTHON, "-m", "layotto.supervisor.cli"]
-        self.command = [*launcher, "start", "-c", config]
+        self.launcher = [LAYOTTO] if code is None else [PYTHON, "-m", "layotto.supervisor.cli"]
+        self.command = [*self.launcher, "start", "-c", config]
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.env = dict(os.environ)
@@ -237,6 +230,18 @@ class Sidecar:
         found = re.search(r"ready in ([\d.]+) s", line)
         self.reported_ready_s = float(found.group(1)) if found else None
         self.children()
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``layotto ARGS -c CONFIG`` of this sidecar's code, in its environment."""
+        return subprocess.run(
+            [*self.launcher, *args, "-c", self.config],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def children(self) -> list[int]:
         """Every process of the sidecar but the supervisor (its whole tree:

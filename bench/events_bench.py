@@ -18,51 +18,35 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import redis
-from _services import LAYOTTO, Processes, RedisServer, Sidecar, free_port
+from _services import Processes, RedisServer, Sidecar  # (also puts `tests` on sys.path)
 
-from layotto.proto import appcallback_pb2 as cb
-from layotto.proto import appcallback_pb2_grpc, runtime_pb2_grpc
 from layotto.proto import runtime_pb2 as pb
+from layotto.proto import runtime_pb2_grpc
+from tests.app_server import SUCCESS, App
 
 PUBSUB, STORE = "pub_subs_demo", "config_demo"
 PAYLOAD = b"x" * 100
 
 
-class App(appcallback_pb2_grpc.AppCallbackServicer):
-    """Subscribes to every topic in ``topics``; calls ``on_event`` per delivery."""
+def on_each_event(app: App, react: Callable[[], None]) -> None:
+    """The app (tests/app_server.py) calls ``react()`` per event, then answers SUCCESS."""
 
-    def __init__(self, topics: list[str]) -> None:
-        self.topics = topics
-        self.on_event: Callable[[cb.TopicEventRequest], None] = lambda event: None
-        self.port = free_port()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        appcallback_pb2_grpc.add_AppCallbackServicer_to_server(self, self.server)
-        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
-        self.server.start()
+    def decide(_event: Any) -> int:
+        react()
+        return SUCCESS
 
-    def ListTopicSubscriptions(self, request: Any, context: Any) -> Any:
-        return cb.ListTopicSubscriptionsResponse(
-            subscriptions=[cb.TopicSubscription(pubsub_name=PUBSUB, topic=t) for t in self.topics]
-        )
-
-    def OnTopicEvent(self, request: cb.TopicEventRequest, context: Any) -> Any:
-        self.on_event(request)
-        return cb.TopicEventResponse(status=cb.TopicEventResponse.SUCCESS)
-
-    def stop(self) -> None:
-        self.server.stop(0)
+    app.decide = decide
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -107,12 +91,12 @@ def sidecar_publish_and_deliver(
 ) -> dict[str, float]:
     counter = Counter()
 
-    def on_event(event: cb.TopicEventRequest) -> None:
+    def on_event() -> None:
         if app_seconds:
             time.sleep(app_seconds)  # the app's own work per event
         counter.add()
 
-    app.on_event = on_event
+    on_each_event(app, on_event)
     per_thread = messages // 4
 
     def publish(_: int) -> None:
@@ -185,7 +169,7 @@ def direct_publish_and_deliver(client: redis.Redis, topic: str, messages: int) -
 
 def sidecar_latency(stub: Any, app: App, topic: str, samples: int) -> dict[str, float]:
     arrived = threading.Event()
-    app.on_event = lambda event: arrived.set()
+    on_each_event(app, arrived.set)
     latencies = []
     for _ in range(samples):
         arrived.clear()
@@ -305,12 +289,13 @@ def main() -> None:
     args = parser.parse_args()
     procs = Processes()
     topics = ["throughput", "slow-app-1", "slow-app-4", "latency"]
-    app = App(topics)
+    app = App(PUBSUB, topics).start()
     results: dict[str, Any] = {}
+    directory = tempfile.mkdtemp(prefix="layotto-events-bench-")
     try:
         redis_server = RedisServer()
         procs.add("redis", redis_server)
-        config = Path(tempfile.mkdtemp(prefix="layotto-events-bench-")) / "events.yaml"
+        config = Path(directory) / "events.yaml"
         write_config(config, app.port)
         sidecar = Sidecar(str(config), {"REDIS_ADDR": redis_server.address})
         procs.add("sidecar", sidecar)
@@ -332,14 +317,8 @@ def main() -> None:
             results["slow_app_1_worker"] = sidecar_publish_and_deliver(
                 stub, app, "slow-app-1", args.slow_messages, slow
             )
-            scale = subprocess.run(
-                [LAYOTTO, "scale", "-c", str(config), PUBSUB, "4"],
-                env=sidecar.env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=True,
-            )
+            scale = sidecar.cli("scale", PUBSUB, "4", timeout=120)
+            scale.check_returncode()
             print(scale.stdout.strip())
             results["slow_app_4_workers"] = sidecar_publish_and_deliver(
                 stub, app, "slow-app-4", args.slow_messages, slow
@@ -351,6 +330,7 @@ def main() -> None:
     finally:
         app.stop()
         procs.stop_all()
+        shutil.rmtree(directory, ignore_errors=True)
     results["app_ms"] = args.app_ms
     report(results)
 

@@ -460,7 +460,7 @@ def parse_args() -> argparse.Namespace:
         help="how often a noisy rep is repeated (the quietest attempt is kept)",
     )
     parser.add_argument(
-        "--pin", default="", help="CPU list for every process, e.g. 0 (the baseline doc's 1cpu)"
+        "--pin", default="", help="CPU list for every process, e.g. 0 (everything on one vCPU)"
     )
     parser.add_argument(
         "--skip-startup",

@@ -54,7 +54,6 @@ from typing import Any
 import _procfs
 from _services import (
     BENCH,
-    LAYOTTO,
     REPO,
     LineReader,
     Processes,
@@ -293,7 +292,7 @@ def upgrade(sidecar: Sidecar, generation: int, how: str, timeout: float) -> dict
     command_s = None
     if how == "reload":
         process = spawn(
-            [LAYOTTO, "reload", "-c", sidecar.config],
+            [*sidecar.launcher, "reload", "-c", sidecar.config],
             env=sidecar.env,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -367,15 +366,7 @@ def supervisor_check(sidecar: Sidecar, pid: int) -> dict[str, Any]:
             pid_file = int(Path(run_dir, "supervisor.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             pid_file = None
-    status = subprocess.run(
-        [LAYOTTO, "status", "-c", sidecar.config],
-        env=sidecar.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    ).stdout
+    status = sidecar.cli("status", timeout=30).stdout
     return {
         "pid_at_start": pid,
         "pid_now": sidecar.process.pid,
@@ -562,7 +553,7 @@ class CpuSampler:
 
     def _sample(self, initial: bool = False) -> None:
         me = os.getpid()
-        for pid in {me, *descendants(me), *self.last}:
+        for pid in {me, *_procfs.descendants_of(me), *self.last}:
             ticks = _procfs.cpu_ticks(pid)
             if ticks is None:
                 continue
@@ -659,26 +650,8 @@ def save_calls(calls: Calls, t0: int, path: Path) -> None:
 # --------------------------------------------------------------------------- data-path cost
 
 
-def descendants(root: int) -> list[int]:
-    """Every live process below ``root`` (workers may be grandchildren, e.g. forked
-    from a zygote process)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            parent = _procfs.parent_of(int(entry))
-            if parent is not None:
-                children.setdefault(parent, []).append(int(entry))
-    found: list[int] = []
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return sorted(found)
-
-
 def _tree(sidecar: Sidecar) -> list[int]:
-    return [sidecar.pid, *descendants(sidecar.pid)]
+    return [sidecar.pid, *_procfs.descendants_of(sidecar.pid)]
 
 
 def run_throughput(
@@ -747,7 +720,7 @@ def throughput_round(
     fleet.start(sidecar.target, f"t{name}", f"{run}-t{name}-seq")
     time.sleep(args.tput_warmup)
     tree = _tree(sidecar)
-    ours = [os.getpid(), *descendants(os.getpid())]
+    ours = [os.getpid(), *_procfs.descendants_of(os.getpid())]
     ticks0 = {pid: _ticks_with_reaped(pid) for pid in ours}
     busy0 = _procfs.machine_busy_ticks()
     t0 = time.monotonic_ns()
@@ -880,15 +853,7 @@ def reload_without_load(sidecar: Sidecar) -> dict[str, Any]:
     assert sidecar.output is not None
     mark = len(sidecar.output.lines)
     began = time.monotonic()
-    done = subprocess.run(
-        [LAYOTTO, "reload", "-c", sidecar.config],
-        env=sidecar.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = sidecar.cli("reload", timeout=120)
     wall = time.monotonic() - began
     found = re.search(r"serving \(([\d.]+) s\)", done.stdout)
     if done.returncode != 0 or not found:

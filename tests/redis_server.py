@@ -8,9 +8,14 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+# How the redis-server process is started: subprocess.Popen, or anything that
+# takes Popen's arguments and returns a Popen (the bench's `spawn` starts it in
+# its own session with a parent-death signal).
+Launch = Callable[..., subprocess.Popen[bytes]]
 
 
 def free_port() -> int:
@@ -25,6 +30,7 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     directory: str
+    launch: Launch = subprocess.Popen
 
     @property
     def address(self) -> str:
@@ -40,14 +46,14 @@ class RedisServer:
     def start_again(self) -> None:
         """Restart on the same port (for tests of Redis going away)."""
         self.stop()
-        self.process = _spawn(self.port, self.directory)
+        self.process = _spawn(self.port, self.directory, self.launch)
 
 
-def _spawn(port: int, directory: str) -> subprocess.Popen[bytes]:
+def _spawn(port: int, directory: str, launch: Launch = subprocess.Popen) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (.ci/run installs Debian's package)")
-    proc = subprocess.Popen(
+    proc = launch(
         [
             binary,
             "--port",
@@ -86,16 +92,16 @@ def _spawn(port: int, directory: str) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def running_redis() -> Iterator[RedisServer]:
-    with running_redis_on(free_port()) as server:
+def running_redis(launch: Launch = subprocess.Popen) -> Iterator[RedisServer]:
+    with running_redis_on(free_port(), launch) as server:
         yield server
 
 
 @contextmanager
-def running_redis_on(port: int) -> Iterator[RedisServer]:
-    """A private redis-server on ``port`` (for tests of a Redis that comes late)."""
+def running_redis_on(port: int, launch: Launch = subprocess.Popen) -> Iterator[RedisServer]:
+    """A private redis-server on ``port`` (also for tests of a Redis that comes late)."""
     directory = tempfile.mkdtemp(prefix="layotto-redis-")
-    server = RedisServer("127.0.0.1", port, _spawn(port, directory), directory)
+    server = RedisServer("127.0.0.1", port, _spawn(port, directory, launch), directory, launch)
     try:
         yield server
     finally:
