@@ -45,6 +45,41 @@ def connect(metadata: Mapping[str, str], component: str) -> redis.Redis:
     )
 
 
+# A health check must tell a hung or gone server within a couple of seconds;
+# the data path's timeouts and retries (seconds each, several tries) must not
+# apply to it.
+HEALTH_TIMEOUT = 1.0
+
+
+class Probe:
+    """Health checks of the server ``client`` talks to, on a connection of
+    their own: one try with a short timeout, so a hung server shows DOWN at
+    once, and a busy data-path pool neither delays nor is delayed by them."""
+
+    def __init__(self, client: redis.Redis, address: str) -> None:
+        pool = client.connection_pool
+        settings = dict(pool.connection_kwargs)
+        dial = settings.get("socket_connect_timeout") or HEALTH_TIMEOUT
+        settings.update(
+            socket_timeout=HEALTH_TIMEOUT,
+            socket_connect_timeout=min(dial, HEALTH_TIMEOUT),
+            retry=Retry(NoBackoff(), 0),
+        )
+        probe_pool = redis.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=1, **settings
+        )
+        self._client = redis.Redis(connection_pool=probe_pool)
+        self._address = address
+
+    def ping(self) -> None:
+        with translated(self._address):
+            self._client.ping()
+
+    def close(self) -> None:
+        self._client.close()
+        self._client.connection_pool.disconnect()
+
+
 def unavailable(exc: BaseException, address: str) -> BackendUnavailableError:
     return BackendUnavailableError(f"redis at {address}: {exc}")
 

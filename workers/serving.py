@@ -30,7 +30,7 @@ from layotto.workers.blocks import Block
 
 log = logging.getLogger("layotto.worker")
 
-HEALTH_INTERVAL = 2.0
+HEALTH_INTERVAL = 1.0
 RETRY_INTERVAL = 0.5
 
 

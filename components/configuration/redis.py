@@ -114,6 +114,7 @@ class RedisConfigurationStore:
         # The subscription's own client: no redis-py retry, so a drop reaches _listen.
         self._pubsub_client = _redis.connect({**metadata, "maxRetries": "0"}, component)
         self._address = metadata["redisHost"].strip()
+        self._probe = _redis.Probe(self._client, self._address)
         self._component = component
         kwargs = self._pubsub_client.connection_pool.connection_kwargs
         self._dial_timeout = float(kwargs["socket_connect_timeout"])
@@ -265,8 +266,7 @@ class RedisConfigurationStore:
             self._watchers.call(change)
 
     def ping(self) -> None:
-        with _redis.translated(self._address):
-            self._client.ping()
+        self._probe.ping()
 
     def close(self) -> None:
         with self._mutex:
@@ -282,6 +282,7 @@ class RedisConfigurationStore:
         self._watchers.clear()
         self._pubsub_client.close()
         self._client.close()
+        self._probe.close()
 
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> RedisConfigurationStore:

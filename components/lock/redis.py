@@ -34,6 +34,7 @@ class RedisLockStore:
     def __init__(self, metadata: Mapping[str, str], component: str) -> None:
         self._client = _redis.connect(metadata, component)
         self._address = metadata["redisHost"]
+        self._probe = _redis.Probe(self._client, self._address)
         self._unlock = self._client.register_script(_UNLOCK)
         self._keep_alive = self._client.register_script(_KEEP_ALIVE)
 
@@ -55,11 +56,11 @@ class RedisLockStore:
         return LockStatus(int(answer))
 
     def ping(self) -> None:
-        with _redis.translated(self._address):
-            self._client.ping()
+        self._probe.ping()
 
     def close(self) -> None:
         self._client.close()
+        self._probe.close()
 
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> RedisLockStore:

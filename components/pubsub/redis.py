@@ -93,6 +93,7 @@ class RedisPubSub:
         self._address = metadata["redisHost"]
         self._max_len = metadata_values.parse_int(metadata, "maxLenApprox", 0, component, minimum=1)
         self._client = _redis.connect(metadata, component)
+        self._probe = _redis.Probe(self._client, self._address)
         self._blocking = _redis.connect(metadata, component)
         # No connection exists yet, so this sets the timeout of every one to come.
         kwargs = self._blocking.connection_pool.connection_kwargs
@@ -260,8 +261,7 @@ class RedisPubSub:
                 self._client.xack(KEY_PREFIX + topic, group, *ids)
 
     def ping(self) -> None:
-        with _redis.translated(self._address):
-            self._client.ping()
+        self._probe.ping()
 
     def close(self) -> None:
         with self._readers_mutex:
@@ -269,6 +269,7 @@ class RedisPubSub:
             if not self._readers:
                 self._blocking.close()
         self._client.close()
+        self._probe.close()
 
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> RedisPubSub:

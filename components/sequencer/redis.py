@@ -29,6 +29,7 @@ class RedisSequencer:
         self.segment_step = parse_step(metadata, component)
         self._client = _redis.connect(metadata, component)
         self._address = metadata["redisHost"]
+        self._probe = _redis.Probe(self._client, self._address)
         self._raise_floor = self._client.register_script(_RAISE_FLOOR)
 
     def ensure_bigger_than(self, floors: Mapping[str, int]) -> None:
@@ -60,11 +61,11 @@ class RedisSequencer:
                 size = min(size, left)
 
     def ping(self) -> None:
-        with _redis.translated(self._address):
-            self._client.ping()
+        self._probe.ping()
 
     def close(self) -> None:
         self._client.close()
+        self._probe.close()
 
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> RedisSequencer:

@@ -38,6 +38,7 @@ class RedisStateStore(OpStore):
         super().__init__(default_ttl)
         self._client = client
         self._address = address
+        self._probe = _redis.Probe(self._client, self._address)
         self._write = client.register_script(_redis_scripts.WRITE)
         self._read = client.register_script(_redis_scripts.READ)
 
@@ -93,11 +94,11 @@ class RedisStateStore(OpStore):
         ]
 
     def ping(self) -> None:
-        with _redis.translated(self._address):
-            self._client.ping()
+        self._probe.ping()
 
     def close(self) -> None:
         self._client.close()
+        self._probe.close()
 
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> RedisStateStore:
