@@ -25,8 +25,8 @@ from layotto.boundary.nng_replier import EventServer, ReplySocket, SocketClosedE
 from layotto.boundary.specs import WorkerSpec
 from layotto.boundary.status import Code, code_of
 from layotto.components.errors import ComponentError
+from layotto.workers.block import Block
 from layotto.workers.block_table import open_block
-from layotto.workers.blocks import Block
 
 log = logging.getLogger("layotto.worker")
 
