@@ -37,6 +37,8 @@ _NOT_FOUND = {
 
 @dataclass(frozen=True)
 class Route:
+    """Where a call goes; the rest as declared for its rpc."""
+
     component: str
     routing_key: str
     idempotent: bool

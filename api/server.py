@@ -79,7 +79,7 @@ def _method_handler(method: Any, behaviour: Callable[..., Any]) -> grpc.RpcMetho
     return factory(behaviour)
 
 
-def declared_behaviours(
+def _declared_behaviours(
     pools: Mapping[str, WorkerPool], components: Components, default_timeout: float, hub: Hub
 ) -> dict[str, Callable[..., Any]]:
     """Runtime method name -> its handler, for every rpc declared in boundary/rpcs.py."""
@@ -98,7 +98,7 @@ def build_handlers(
     pools: Mapping[str, WorkerPool], components: Components, default_timeout: float, hub: Hub
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
     """Every method of the services: the declared rpcs, and UNIMPLEMENTED for the rest."""
-    declared = declared_behaviours(pools, components, default_timeout, hub)
+    declared = _declared_behaviours(pools, components, default_timeout, hub)
     handlers = []
     for service in _SERVICES:
         methods = {}
