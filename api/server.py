@@ -16,10 +16,11 @@ from typing import Any
 import grpc
 
 from layotto.api.nng_client import WorkerPool
-from layotto.api.routes import RPCS, Components, RpcSpec
+from layotto.api.routes import Components, route
 from layotto.api.status import abort
 from layotto.api.streams import Hub
-from layotto.api.subscribe import STREAMS
+from layotto.api.subscribe import STREAM_HANDLERS
+from layotto.boundary import rpcs
 from layotto.boundary.status import CallError
 from layotto.proto import lifecycle_pb2, runtime_pb2
 
@@ -31,7 +32,7 @@ _SERVICES = (
 
 
 def _routed(
-    spec: RpcSpec, pools: Mapping[str, WorkerPool], components: Components, default_timeout: float
+    rpc: rpcs.Unary, pools: Mapping[str, WorkerPool], components: Components, default_timeout: float
 ) -> Callable[[bytes, grpc.ServicerContext], bytes]:
     def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
         remaining = context.time_remaining()
@@ -39,14 +40,14 @@ def _routed(
         timeout = default_timeout if remaining is None or remaining > _FOREVER else remaining
         deadline = time.monotonic() + timeout
         try:
-            route = spec.route(request, components)
-            return pools[route.component].call(
-                spec.name,
+            where = route(rpc, request, components)
+            return pools[where.component].call(
+                rpc.name,
                 request,
                 deadline,
-                routing_key=route.routing_key,
-                sticky=route.sticky,
-                idempotent=route.idempotent,
+                routing_key=where.routing_key,
+                sticky=where.sticky,
+                idempotent=where.idempotent,
             )
         except CallError as error:
             abort(context, error)
@@ -78,27 +79,39 @@ def _method_handler(method: Any, behaviour: Callable[..., Any]) -> grpc.RpcMetho
     return factory(behaviour)
 
 
+def _declared_behaviours(
+    pools: Mapping[str, WorkerPool], components: Components, default_timeout: float, hub: Hub
+) -> dict[str, Callable[..., Any]]:
+    """Runtime method name -> its handler, for every rpc declared in boundary/rpcs.py."""
+    unserved = set(rpcs.STREAMS) ^ set(STREAM_HANDLERS)
+    if unserved:
+        raise LookupError(f"streams declared or served but not both: {sorted(unserved)}")
+    behaviours: dict[str, Callable[..., Any]] = {
+        name: _routed(rpc, pools, components, default_timeout) for name, rpc in rpcs.UNARY.items()
+    }
+    for name in rpcs.STREAMS:
+        behaviours[name] = STREAM_HANDLERS[name](hub, components)
+    return behaviours
+
+
 def build_handlers(
     pools: Mapping[str, WorkerPool], components: Components, default_timeout: float, hub: Hub
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
+    """Every method of the services: the declared rpcs, and UNIMPLEMENTED for the rest."""
+    declared = _declared_behaviours(pools, components, default_timeout, hub)
     handlers = []
     for service in _SERVICES:
         methods = {}
         for method in service.methods:
-            runtime = service.name == "Runtime"
-            spec = RPCS.get(method.name) if runtime else None
-            stream = STREAMS.get(method.name) if runtime else None
-            behaviour: Callable[..., Any]
-            if spec is not None:
-                behaviour = _routed(spec, pools, components, default_timeout)
-            elif stream is not None:
-                behaviour = stream(hub, components)
-            else:
+            behaviour = declared.pop(method.name, None) if service.name == "Runtime" else None
+            if behaviour is None:
                 behaviour = _unimplemented(
                     f"{service.full_name}/{method.name}", method.server_streaming
                 )
             methods[method.name] = _method_handler(method, behaviour)
         handlers.append(grpc.method_handlers_generic_handler(service.full_name, methods))
+    if declared:
+        raise LookupError(f"rpcs declared but not in the Runtime service: {sorted(declared)}")
     return handlers
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import grpc
 
@@ -126,7 +125,8 @@ def subscribe_topic_events(hub: Hub, components: Components) -> Handler:
     return handle
 
 
-STREAMS: dict[str, Callable[[Hub, Components], Any]] = {
+# One per Stream declared in boundary/rpcs.py (api/server.py checks both ways).
+STREAM_HANDLERS: dict[str, Callable[[Hub, Components], Handler]] = {
     "SubscribeConfiguration": subscribe_configuration,
     "SubscribeTopicEvents": subscribe_topic_events,
 }

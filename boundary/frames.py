@@ -15,32 +15,12 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from layotto.boundary.rpcs import WIRE
 from layotto.boundary.status import Code
 
 VERSION = 1
-METHODS = (
-    "SayHello",
-    "GetState",
-    "GetBulkState",
-    "SaveState",
-    "DeleteState",
-    "DeleteBulkState",
-    "ExecuteStateTransaction",
-    "TryLock",
-    "Unlock",
-    "LockKeepAlive",
-    "GetNextId",
-    # Appended, never inserted: ids must stay stable across versions.
-    "GetConfiguration",
-    "SaveConfiguration",
-    "DeleteConfiguration",
-    "PublishEvent",
-    # Subscriptions (on the worker's events socket, see boundary/nng_replier.py).
-    "OpenSubscription",
-    "PollEvents",
-    "EventProcessed",
-    "CloseSubscription",
-)
+# A method's id is its wire_id in boundary/rpcs.py, hence its position here.
+METHODS = tuple(rpc.name for rpc in WIRE)
 METHOD_IDS = {name: index for index, name in enumerate(METHODS)}
 
 _REQUEST = struct.Struct("!BBQd")

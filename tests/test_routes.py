@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from google.protobuf.message import Message
 
-from layotto.api.routes import RPCS, Components, Route
+from layotto.api import routes
+from layotto.api.routes import Components, Route
 from layotto.boundary.frames import METHODS
+from layotto.boundary.rpcs import UNARY
 from layotto.boundary.status import CallError, Code
 from layotto.proto import runtime_pb2 as pb
 
@@ -19,21 +21,21 @@ COMPONENTS: Components = {
 
 
 def route(name: str, message: Message, components: Components = COMPONENTS) -> Route:
-    return RPCS[name].route(message.SerializeToString(), components)
+    return routes.route(UNARY[name], message.SerializeToString(), components)
 
 
 def failure(name: str, message: Message | bytes, components: Components = COMPONENTS) -> CallError:
     payload = message if isinstance(message, bytes) else message.SerializeToString()
     with pytest.raises(CallError) as info:
-        RPCS[name].route(payload, components)
+        routes.route(UNARY[name], payload, components)
     return info.value
 
 
 def test_every_worker_method_has_a_route_and_back() -> None:
     subscription_calls = {"OpenSubscription", "PollEvents", "EventProcessed", "CloseSubscription"}
-    assert set(RPCS) == set(METHODS) - subscription_calls
-    for name, spec in RPCS.items():
-        assert spec.name == name
+    assert set(UNARY) == set(METHODS) - subscription_calls
+    for name, rpc in UNARY.items():
+        assert rpc.name == name
 
 
 # -- not configured ---------------------------------------------------------------
@@ -75,12 +77,12 @@ NOT_CONFIGURED = {
 
 @pytest.mark.parametrize("name", sorted(VALID))
 def test_valid_requests_route_to_their_component(name: str) -> None:
-    assert route(name, VALID[name]).component in COMPONENTS[RPCS[name].kind]
+    assert route(name, VALID[name]).component in COMPONENTS[UNARY[name].kind]
 
 
 @pytest.mark.parametrize("name", sorted(VALID))
 def test_no_component_of_the_kind_is_failed_precondition(name: str) -> None:
-    kind = RPCS[name].kind
+    kind = UNARY[name].kind
     others = {k: v for k, v in COMPONENTS.items() if k != kind}
     for components in (others, {**others, kind: frozenset()}):
         error = failure(name, VALID[name], components)
@@ -90,7 +92,7 @@ def test_no_component_of_the_kind_is_failed_precondition(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["TryLock", "GetNextId", "GetState"])
 def test_not_configured_comes_before_field_checks_and_parsing(name: str) -> None:
-    kind = RPCS[name].kind
+    kind = UNARY[name].kind
     empty = type(VALID[name])()
     assert failure(name, empty, {}).code is Code.FAILED_PRECONDITION
     assert failure(name, b"\xff\xff\xff", {}).message == NOT_CONFIGURED[kind]
@@ -245,7 +247,7 @@ def test_state_empty_key(name: str, request_: Message) -> None:
 
 
 def test_transaction_uses_the_storeName_field() -> None:
-    assert RPCS["ExecuteStateTransaction"].store_field == "storeName"
+    assert UNARY["ExecuteStateTransaction"].component_field == "storeName"
     request = pb.ExecuteStateTransactionRequest(storeName="in-memory")
     assert route("ExecuteStateTransaction", request).component == "in-memory"
 
@@ -291,13 +293,13 @@ def test_route_fields(name: str) -> None:
 
 
 def test_only_reads_are_idempotent_and_only_the_sequencer_is_sticky() -> None:
-    assert {n for n, s in RPCS.items() if s.idempotent} == {
+    assert {n for n, s in UNARY.items() if s.idempotent} == {
         "SayHello",
         "GetState",
         "GetBulkState",
         "GetConfiguration",
     }
-    assert {n for n, s in RPCS.items() if s.sticky} == {"GetNextId"}
+    assert {n for n, s in UNARY.items() if s.sticky} == {"GetNextId"}
 
 
 def test_routing_key_follows_the_request() -> None:

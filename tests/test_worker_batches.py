@@ -20,8 +20,8 @@ from layotto.components.errors import BackendUnavailableError
 from layotto.components.state.base import BulkGetItem
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.block_table import open_block
-from layotto.workers.blocks import StateBlock
 from layotto.workers.main import serve_frame
+from layotto.workers.state_block import StateBlock
 
 STORE = "state_demo"
 

@@ -7,17 +7,24 @@ from typing import Any
 
 from layotto.boundary.specs import WorkerSpec
 from layotto.components import registry
-from layotto.workers.blocks import Block, HelloBlock, LockBlock, SequencerBlock, StateBlock
+from layotto.workers.block import Block
 from layotto.workers.config_block import ConfigurationBlock
+from layotto.workers.hello_block import HelloBlock
+from layotto.workers.lock_block import LockBlock
 from layotto.workers.pubsub_block import PubSubBlock
+from layotto.workers.sequencer_block import SequencerBlock
+from layotto.workers.state_block import StateBlock
 
 BLOCKS: dict[str, Callable[[WorkerSpec, Any], Block]] = {
-    "state": StateBlock,
-    "lock": LockBlock,
-    "sequencer": SequencerBlock,
-    "hellos": HelloBlock,
-    "config_store": ConfigurationBlock,
-    "pub_subs": PubSubBlock,
+    block.kind: block
+    for block in (
+        StateBlock,
+        LockBlock,
+        SequencerBlock,
+        HelloBlock,
+        ConfigurationBlock,
+        PubSubBlock,
+    )
 }
 
 

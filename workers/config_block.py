@@ -25,8 +25,8 @@ from layotto.components.configuration.base import (
     Scope,
 )
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.blocks import Block
-from layotto.workers.subscriptions import Mailbox, Subscriptions, open_request, opened
+from layotto.workers.block import SubscriptionBlock
+from layotto.workers.subscriptions import Mailbox, open_request, opened
 
 log = logging.getLogger("layotto.worker.configuration")
 
@@ -49,23 +49,16 @@ class _Watcher:
         return not self.keys or key in self.keys
 
 
-class ConfigurationBlock(Block):
+class ConfigurationBlock(SubscriptionBlock):
+    kind = "config_store"
+
     def __init__(self, spec: WorkerSpec, store: ConfigurationStore) -> None:
         super().__init__()
         self.component = store
         self.name = spec.name
         self.app_id = spec.app_id
-        self.subscriptions = Subscriptions()
         self._watchers: dict[int, _Watcher] = {}
         self._watchers_lock = threading.Lock()
-        self.methods.update(
-            GetConfiguration=self.get,
-            SaveConfiguration=self.save,
-            DeleteConfiguration=self.delete,
-            OpenSubscription=self.subscribe,
-            PollEvents=self.subscriptions.handle_poll,
-            CloseSubscription=self.subscriptions.handle_close,
-        )
         self._watch = store.watch(self._notified)
 
     def _scope(self, app_id: str, group: str, label: str) -> Scope:
@@ -88,7 +81,7 @@ class ConfigurationBlock(Block):
             metadata=dict(item.metadata),
         )
 
-    def get(self, payload: bytes) -> bytes:
+    def get_configuration(self, payload: bytes) -> bytes:
         request = pb.GetConfigurationRequest.FromString(payload)
         scope = self._scope(request.app_id, request.group, request.label)
         items = self.component.get(scope, list(request.keys))
@@ -96,7 +89,7 @@ class ConfigurationBlock(Block):
             items=[self._item(scope, item) for item in items]
         ).SerializeToString()
 
-    def save(self, payload: bytes) -> bytes:
+    def save_configuration(self, payload: bytes) -> bytes:
         request = pb.SaveConfigurationRequest.FromString(payload)
         by_scope: dict[Scope, list[ConfigItem]] = {}
         for item in request.items:
@@ -112,7 +105,7 @@ class ConfigurationBlock(Block):
             self.component.save(scope, items)
         return b""
 
-    def delete(self, payload: bytes) -> bytes:
+    def delete_configuration(self, payload: bytes) -> bytes:
         request = pb.DeleteConfigurationRequest.FromString(payload)
         if not request.keys:
             # Unlike Get, an empty list does not mean "all": one missing
@@ -124,7 +117,7 @@ class ConfigurationBlock(Block):
         self.component.delete(scope, list(request.keys))
         return b""
 
-    def subscribe(self, payload: bytes) -> bytes:
+    def open_subscription(self, payload: bytes) -> bytes:
         owner, raw = open_request(payload)
         request = pb.SubscribeConfigurationRequest.FromString(raw)
         scope = self._scope(request.app_id, request.group, request.label)

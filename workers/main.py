@@ -24,7 +24,7 @@ from layotto.boundary.nng_replier import ReplySocket, SocketClosedError
 from layotto.boundary.specs import WorkerSpec
 from layotto.boundary.status import Code, code_of
 from layotto.components.errors import ComponentError
-from layotto.workers.blocks import Block
+from layotto.workers.block import Block
 from layotto.workers.serving import Serving, watch_health
 
 log = logging.getLogger("layotto.worker")

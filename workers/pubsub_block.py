@@ -32,9 +32,9 @@ from layotto.components.pubsub.base import PubSub
 from layotto.proto import appcallback_pb2 as cb
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.app_callback import AppCallback, outcome
-from layotto.workers.blocks import Block
+from layotto.workers.block import SubscriptionBlock
 from layotto.workers.delivery import Sink, Stopped, Timing, TopicConsumer, Where
-from layotto.workers.subscriptions import Mailbox, Subscriptions, open_request, opened
+from layotto.workers.subscriptions import Mailbox, open_request, opened
 
 log = logging.getLogger("layotto.worker.pubsub")
 
@@ -72,7 +72,9 @@ def consumer_name(worker_address: str) -> str:
     return f"{socket.gethostname()}-{digest}"
 
 
-class PubSubBlock(Block):
+class PubSubBlock(SubscriptionBlock):
+    kind = "pub_subs"
+
     def __init__(self, spec: WorkerSpec, pubsub: PubSub) -> None:
         super().__init__()
         self.component = pubsub
@@ -83,25 +85,17 @@ class PubSubBlock(Block):
             parse_seconds(spec.metadata, "processingTimeout", 60.0, spec.name),
             parse_seconds(spec.metadata, "redeliverInterval", 15.0, spec.name),
         )
-        self.subscriptions = Subscriptions()
         self._lock = threading.Lock()
         self._consumers: dict[str, TopicConsumer] = {}
         self._latest: dict[str, TopicConsumer] = {}  # per topic, running or stopping
         self._app_topics: set[str] = set()
         self._taken_warned: set[str] = set()
         self._stop = threading.Event()
-        self.methods.update(
-            PublishEvent=self.publish,
-            OpenSubscription=self.subscribe,
-            PollEvents=self.subscriptions.handle_poll,
-            EventProcessed=self.processed,
-            CloseSubscription=self.subscriptions.handle_close,
-        )
         self._app = AppCallback(spec.app_callback) if spec.app_callback else None
         if self._app is not None:
             threading.Thread(target=self._follow_app, name="app", daemon=True).start()
 
-    def publish(self, payload: bytes) -> bytes:
+    def publish_event(self, payload: bytes) -> bytes:
         request = pb.PublishEventRequest.FromString(payload)
         data = cloudevents.envelope(
             topic=request.topic,
@@ -169,7 +163,7 @@ class PubSubBlock(Block):
 
     # Streaming subscribers (through the API process).
 
-    def subscribe(self, payload: bytes) -> bytes:
+    def open_subscription(self, payload: bytes) -> bytes:
         owner, raw = open_request(payload)
         initial = pb.SubscribeTopicEventsRequestInitial.FromString(raw)
         topic = initial.topic
@@ -204,7 +198,7 @@ class PubSubBlock(Block):
             raise Stopped
         return outcome(status)
 
-    def processed(self, payload: bytes) -> bytes:
+    def event_processed(self, payload: bytes) -> bytes:
         answer = json.loads(payload)
         mailbox = self.subscriptions.get(int(answer["sub"]))
         if mailbox is None:

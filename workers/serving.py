@@ -25,8 +25,8 @@ from layotto.boundary.nng_replier import EventServer
 from layotto.boundary.specs import WorkerSpec
 from layotto.boundary.status import CallError, Code
 from layotto.components.errors import BackendUnavailableError
+from layotto.workers.block import Block
 from layotto.workers.block_table import open_block
-from layotto.workers.blocks import Block
 
 log = logging.getLogger("layotto.worker")
 
@@ -38,7 +38,7 @@ class WaitingBlock(Block):
     """Stands in for a block whose backend could not be reached at start."""
 
     def __init__(self, spec: WorkerSpec, reason: str) -> None:
-        super().__init__()
+        self.methods = {}  # of no kind: every call is answered by handle() below
         self.name = spec.name
         self.reason = reason
 

@@ -48,7 +48,7 @@ def preload(
     wanted = registry.TYPES.values() if types is None else [registry.TYPES[t] for t in types]
     for spec in wanted:
         importlib.import_module(spec.factory.split(":")[0])
-    # Imported lazily by workers.blocks (they build on it): here, once for all.
+    # Blocks (workers/block_table.py imports them all): here, once for all.
     importlib.import_module("layotto.workers.config_block")
     importlib.import_module("layotto.workers.pubsub_block")
     for module in roles:
