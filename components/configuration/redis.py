@@ -196,7 +196,7 @@ class RedisConfigurationStore:
         backoff = _MIN_BACKOFF
         healthy = True  # log the first failure of a run of them, not every retry
         while not self._stop.is_set():
-            pubsub: PubSub = self._pubsub_client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub: PubSub = self._pubsub_client.pubsub()
             try:
                 self._subscribe(pubsub)
                 if self._stop.is_set():
