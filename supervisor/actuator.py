@@ -2,8 +2,7 @@
 
 The supervisor knows every process's state and each worker's component
 health, so it answers directly; the listener therefore survives anything
-that happens to the children. HTTP parsing is h11's (already a dependency
-of trio-websocket), not ours.
+that happens to the children. HTTP parsing is h11's, not ours.
 
 ``GET /ws`` with ``Upgrade: websocket`` is not answered here: the connection
 is relayed, bytes unchanged, to the current API process's WebSocket server
