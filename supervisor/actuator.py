@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from importlib import metadata
 from typing import Any
 
 import h11
@@ -26,7 +27,8 @@ from layotto.supervisor.arbiter import Arbiter
 
 log = logging.getLogger("layotto.actuator")
 
-VERSION = "0.1.0"
+# Written once, in pyproject.toml; this is the version pip installed.
+VERSION = metadata.version("layotto-py")
 _MAX_REQUEST = 16384
 # After a stop began, relays are cut this long after the API's grace period.
 _STOP_SLACK = 10.0
