@@ -32,8 +32,10 @@ from layotto.components.configuration.base import (
     Notification,
     Resync,
     Scope,
+    Watchers,
+    WatchHandle,
+    unique,
 )
-from layotto.components.configuration.memory import Watchers, WatchHandle, unique
 from layotto.components.errors import ComponentError, InvalidRequestError
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,7 @@ from redis.typing import EncodableT, FieldT
 
 from layotto.components import _redis
 from layotto.components import metadata as metadata_values
-from layotto.components.pubsub.base import Message
-from layotto.components.pubsub.memory import check_count, check_ids
+from layotto.components.pubsub.base import Message, check_count, check_ids
 
 KEY_PREFIX = "layotto-pubsub|||"
 _SLICE_MS = 1000

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from layotto.components.errors import InvalidRequestError
+
 
 class SequencerStore(Protocol):
     """Blocking and thread-safe. Keys are already prefixed by the worker."""
@@ -24,3 +26,8 @@ class SequencerStore(Protocol):
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_size(size: int) -> None:
+    if size < 1:
+        raise InvalidRequestError(f"segment size must be ≥ 1, got {size}")

@@ -9,13 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from layotto.components.errors import InvalidRequestError
+from layotto.components.sequencer.base import check_size
 from layotto.components.sequencer.segments import DEFAULT_STEP, parse_step
-
-
-def check_size(size: int) -> None:
-    if size < 1:
-        raise InvalidRequestError(f"segment size must be ≥ 1, got {size}")
 
 
 class MemorySequencer:

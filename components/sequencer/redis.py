@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from layotto.components import _redis
-from layotto.components.sequencer.memory import check_size
+from layotto.components.sequencer.base import check_size
 from layotto.components.sequencer.segments import parse_step
 
 _RAISE_FLOOR = """
