@@ -19,8 +19,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from layotto.components.metadata import parse_int
 from layotto.components.pubsub.base import MESSAGE_ID, Message, check_count, check_ids
+from layotto.components.pubsub.settings import max_len_approx
 
 
 def _seq(message_id: str) -> int | None:
@@ -184,4 +184,5 @@ class MemoryPubSub:
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> MemoryPubSub:
     # consumerID, processingTimeout and redeliverInterval belong to the worker.
-    return MemoryPubSub(parse_int(metadata, "maxLenApprox", DEFAULT_MAX_LEN, name, minimum=1))
+    max_len = max_len_approx(metadata, name)
+    return MemoryPubSub(DEFAULT_MAX_LEN if max_len is None else max_len)

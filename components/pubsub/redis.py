@@ -26,8 +26,8 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from layotto.components import _redis
-from layotto.components import metadata as metadata_values
 from layotto.components.pubsub.base import Message, check_count, check_ids
+from layotto.components.pubsub.settings import max_len_approx
 
 KEY_PREFIX = "layotto-pubsub|||"
 _SLICE_MS = 1000
@@ -90,7 +90,7 @@ def _entries(reply: Any) -> list[_Entry]:
 class RedisPubSub:
     def __init__(self, metadata: Mapping[str, str], component: str) -> None:
         self._address = metadata["redisHost"]
-        self._max_len = metadata_values.parse_int(metadata, "maxLenApprox", 0, component, minimum=1)
+        self._max_len = max_len_approx(metadata, component) or 0  # 0: keep every message
         self._client = _redis.connect(metadata, component)
         self._blocking = _redis.connect(metadata, component)
         # No connection exists yet, so this sets the timeout of every one to come.
