@@ -2,7 +2,9 @@
 
 Each value is checked where it sits, against the schema and the component
 registry; a bad value is reported and the walk goes on, so one run of
-`layotto check` lists everything that is wrong with a file.
+`layotto check` lists everything that is wrong with a file. Component metadata
+values go through the registry's readers, the parsers the workers use, so a
+value a worker would refuse at start is refused here first.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from layotto.components import registry
+from layotto.components.errors import MetadataError
+from layotto.components.metadata import Read
 
 from ._config_env import substitute
 from ._config_model import (
@@ -324,7 +328,7 @@ class _Walker:
         if type_ is not None and type_ not in types:
             self.fail(f"{path}.type", f"one of the {kind} types {', '.join(types)}", repr(type_))
         spec = registry.TYPES.get((kind, type_ or ""))
-        metadata = self.metadata(_or_empty(body.get("metadata")), f"{path}.metadata", spec)
+        metadata = self.metadata(_or_empty(body.get("metadata")), f"{path}.metadata", spec, name)
         workers = self.integer(body.get("workers", 1), f"{path}.workers", 1)
         if spec is not None and spec.single_process and workers is not None and workers != 1:
             self.fail(
@@ -346,6 +350,7 @@ class _Walker:
         value: Any,
         path: str,
         spec: registry.ComponentType | None,
+        name: str,
     ) -> dict[str, str]:
         if spec is None:  # unknown type, already reported: check the shape only
             allowed: Collection[str] = value.keys() if isinstance(value, dict) else ()
@@ -363,11 +368,24 @@ class _Walker:
         for key, item in (body or {}).items():
             if (text := self.scalar(item, _join(path, key))) is not None:
                 result[key] = text
+                if spec is not None and key in spec.readers:
+                    read = spec.readers[key]
+                    self.metadata_value(path, key, read=read, component=name, raw=item, text=text)
         for key in required:
             if body is not None and key not in body:
                 assert spec is not None
                 self.fail(_join(path, key), f"{key}: {spec.metadata[key]}", _MISSING)
         return result
+
+    def metadata_value(
+        self, path: str, key: str, *, read: Read, component: str, raw: Any, text: str
+    ) -> None:
+        """Parse one value as the worker will: what it would refuse at start is a problem."""
+        try:
+            read({key: text}, component)
+        except MetadataError as exc:
+            shown = self.found(raw, text) if isinstance(raw, str) else _describe(raw)
+            self.fail(_join(path, key), exc.expected, shown)
 
     def bigger_than(self, value: Any, path: str) -> dict[str, int]:
         if not isinstance(value, dict):

@@ -1,10 +1,10 @@
 """The one place that turns component metadata into a Redis client.
 
 Every Redis backend (state, lock, sequencer, configuration, pub/sub) shares
-the metadata keys of ``registry._REDIS_KEYS``; parsing them here keeps the
-error messages (which key, which component) and the retry/timeout policy
-identical, and ``translated`` keeps redis-py's error types out of the
-backends' callers.
+the metadata keys of ``registry._REDIS_KEYS``; building every client here from
+the readers of ``_redis_settings`` keeps the error messages (which key, which
+component) and the retry/timeout policy identical, and ``translated`` keeps
+redis-py's error types out of the backends' callers.
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
+from layotto.components import _redis_settings as settings
 from layotto.components.errors import BackendUnavailableError, ComponentError
-from layotto.components.metadata import parse_address, parse_bool, parse_int
+from layotto.components.metadata import parse_address
 
 
 def connect(metadata: Mapping[str, str], component: str) -> redis.Redis:
     """A pooled, thread-safe client; no connection is made until the first command."""
     host, port = parse_address(metadata, component)
-    retries = parse_int(metadata, "maxRetries", 3, component)
-    backoff_ms = parse_int(metadata, "maxRetryBackoff", 2000, component)
-    dial_ms = parse_int(metadata, "dialTimeout", 2000, component, minimum=1)
-    read_ms = parse_int(metadata, "readTimeout", 3000, component, minimum=1)
+    retries = settings.max_retries(metadata, component)
+    backoff_ms = settings.max_retry_backoff_ms(metadata, component)
+    dial_ms = settings.dial_timeout_ms(metadata, component)
+    read_ms = settings.read_timeout_ms(metadata, component)
     retry = (
         Retry(ExponentialBackoff(cap=backoff_ms / 1000), retries)
         if retries
@@ -35,10 +36,10 @@ def connect(metadata: Mapping[str, str], component: str) -> redis.Redis:
     return redis.Redis(
         host=host,
         port=port,
-        db=parse_int(metadata, "redisDB", 0, component),
+        db=settings.db(metadata, component),
         username=metadata.get("redisUsername") or None,
         password=metadata.get("redisPassword") or None,
-        ssl=parse_bool(metadata, "enableTLS", False, component),
+        ssl=settings.tls(metadata, component),
         socket_connect_timeout=dial_ms / 1000,
         socket_timeout=read_ms / 1000,
         retry=retry,

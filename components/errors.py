@@ -17,6 +17,18 @@ class InvalidRequestError(ComponentError):
     """The request itself is wrong (bad key, bad metadata value, ...)."""
 
 
+class MetadataError(InvalidRequestError):
+    """A metadata value its key does not accept. The parts are kept so that
+    config validation reports it as key path, expected and found, like any
+    other config problem."""
+
+    def __init__(self, where: str, key: str, expected: str, found: str) -> None:
+        super().__init__(f"{where} {key} must be {expected}, got {found!r}")
+        self.key = key
+        self.expected = expected
+        self.found = found
+
+
 class ETagMismatchError(ComponentError):
     """An etag was given and does not match the stored version (or first-write lost)."""
 

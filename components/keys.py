@@ -8,11 +8,14 @@ appear in neither.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from layotto.components.errors import InvalidRequestError
+from layotto.components.errors import InvalidRequestError, MetadataError
+from layotto.components.metadata import of_component
 
 SEPARATOR = "||"
+KEY_PREFIX = "keyPrefix"
 LOCK_MARKER = "lock|||"
 SEQUENCER_MARKER = "sequencer|||"
 
@@ -49,8 +52,14 @@ def resolve_prefix(key_prefix: str | None, default: str, store_name: str, app_id
     if rule == "none":
         return ""
     if SEPARATOR in rule:
-        raise InvalidRequestError(f"keyPrefix {rule!r} must not contain {SEPARATOR!r}")
+        expected = f"appid, name, none or a prefix without {SEPARATOR!r}"
+        raise MetadataError(of_component(store_name), KEY_PREFIX, expected, rule)
     return rule
+
+
+def check_prefix(metadata: Mapping[str, str], component: str) -> str:
+    """``keyPrefix`` read as every block reads it (config validation runs this)."""
+    return resolve_prefix(metadata.get(KEY_PREFIX), "none", component, "")
 
 
 def state_rules(key_prefix: str | None, store_name: str, app_id: str) -> KeyRules:

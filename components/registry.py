@@ -1,7 +1,9 @@
 """Which component types exist, what metadata each accepts, and how to build one.
 
 The supervisor validates configs against this table without importing any
-backend library (factories are named by string and imported in the worker).
+backend library: factories are named by string and imported in the worker,
+while each metadata key's reader is the very parser its backend or block
+uses, kept in modules that import no redis-py, grpc or pynng.
 """
 
 from __future__ import annotations
@@ -10,6 +12,13 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from layotto.components import _redis_settings
+from layotto.components.keys import KEY_PREFIX, check_prefix
+from layotto.components.metadata import Read, free_text
+from layotto.components.pubsub.settings import DELIVERY_READERS, MAX_LEN_KEY, max_len_approx
+from layotto.components.sequencer.segments import parse_step
+from layotto.components.state._ops import TTL_KEY, default_ttl
 
 KINDS = ("hellos", "state", "lock", "sequencer", "config_store", "pub_subs")
 
@@ -44,6 +53,15 @@ class ComponentType:
     # In-memory backends keep their data inside one worker process, so
     # running two replicas would split the data: config validation rejects it.
     single_process: bool = False
+    # The parser of each key of ``metadata``, shared with the backend or block
+    # that reads it: config validation runs it on every value given.
+    readers: Mapping[str, Read] = field(default_factory=dict)
+
+
+_REDIS = _redis_settings.READERS
+_PREFIX: Mapping[str, Read] = {KEY_PREFIX: check_prefix}
+_STEP: Mapping[str, Read] = {"segmentStep": parse_step}
+_PUBSUB: Mapping[str, Read] = {**DELIVERY_READERS, MAX_LEN_KEY: max_len_approx}
 
 
 _TYPES = [
@@ -52,6 +70,7 @@ _TYPES = [
         "helloworld",
         "layotto.components.hello.helloworld:create",
         {"hello": "the greeting returned by SayHello"},
+        readers={"hello": free_text},
     ),
     ComponentType(
         "state",
@@ -59,6 +78,7 @@ _TYPES = [
         "layotto.components.state.memory:create",
         _KEY_PREFIX,
         single_process=True,
+        readers=_PREFIX,
     ),
     ComponentType(
         "state",
@@ -66,6 +86,7 @@ _TYPES = [
         "layotto.components.state.redis:create",
         {**_REDIS_KEYS, **_KEY_PREFIX, "ttlInSeconds": "default TTL of every key"},
         frozenset({"redisHost"}),
+        readers={**_REDIS, **_PREFIX, TTL_KEY: default_ttl},
     ),
     ComponentType(
         "lock",
@@ -73,6 +94,7 @@ _TYPES = [
         "layotto.components.lock.memory:create",
         _KEY_PREFIX,
         single_process=True,
+        readers=_PREFIX,
     ),
     ComponentType(
         "lock",
@@ -80,6 +102,7 @@ _TYPES = [
         "layotto.components.lock.redis:create",
         {**_REDIS_KEYS, **_KEY_PREFIX},
         frozenset({"redisHost"}),
+        readers={**_REDIS, **_PREFIX},
     ),
     ComponentType(
         "sequencer",
@@ -87,6 +110,7 @@ _TYPES = [
         "layotto.components.sequencer.memory:create",
         {**_KEY_PREFIX, "segmentStep": "ids reserved per WEAK segment, default 10000"},
         single_process=True,
+        readers={**_PREFIX, **_STEP},
     ),
     ComponentType(
         "sequencer",
@@ -98,6 +122,7 @@ _TYPES = [
             "segmentStep": "ids reserved per WEAK segment, default 10000",
         },
         frozenset({"redisHost"}),
+        readers={**_REDIS, **_PREFIX, **_STEP},
     ),
 ]
 
@@ -114,6 +139,7 @@ _TYPES += [
         "layotto.components.configuration.redis:create",
         _REDIS_KEYS,
         frozenset({"redisHost"}),
+        readers=_REDIS,
     ),
     ComponentType(
         "pub_subs",
@@ -121,6 +147,7 @@ _TYPES += [
         "layotto.components.pubsub.memory:create",
         {**_DELIVERY_KEYS, "maxLenApprox": "keep the last this many messages per topic (10000)"},
         single_process=True,
+        readers=_PUBSUB,
     ),
     ComponentType(
         "pub_subs",
@@ -132,6 +159,7 @@ _TYPES += [
             "maxLenApprox": "keep about this many messages per topic stream (default: all)",
         },
         frozenset({"redisHost"}),
+        readers={**_REDIS, **_PUBSUB},
     ),
 ]
 

@@ -2,8 +2,7 @@
 
 The supervisor knows every process's state and each worker's component
 health, so it answers directly; the listener therefore survives anything
-that happens to the children. HTTP parsing is h11's (already a dependency
-of trio-websocket), not ours.
+that happens to the children. HTTP parsing is h11's, not ours.
 
 ``GET /ws`` with ``Upgrade: websocket`` is not answered here: the connection
 is relayed, bytes unchanged, to the current API process's WebSocket server
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import metadata
 from typing import Any
 
 import h11
@@ -27,7 +27,8 @@ from layotto.supervisor.arbiter import Arbiter
 
 log = logging.getLogger("layotto.actuator")
 
-VERSION = "0.1.0"
+# Written once, in pyproject.toml; this is the version pip installed.
+VERSION = metadata.version("layotto-py")
 _MAX_REQUEST = 16384
 # After a stop began, relays are cut this long after the API's grace period.
 _STOP_SLACK = 10.0

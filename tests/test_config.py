@@ -148,7 +148,7 @@ def test_load_uses_process_environment_by_default(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(("kind", "type_"), sorted(registry.TYPES), ids=str)
 def test_every_registered_type_has_a_loadable_minimal_config(kind: str, type_: str) -> None:
     spec = registry.TYPES[(kind, type_)]
-    entry: dict[str, Any] = {"type": type_, "metadata": {k: "x" for k in spec.required}}
+    entry: dict[str, Any] = {"type": type_, "metadata": {k: REDIS[k] for k in spec.required}}
     cfg = parse({**doc(**{k: None for k in registry.KINDS}), kind: {"c1": entry}})
     assert [(c.kind, c.type) for c in cfg.components] == [(kind, type_)]
 
@@ -186,13 +186,15 @@ def test_substitution(raw: str, environ: dict[str, str], expected: str) -> None:
 
 def test_substituted_text_is_never_parsed_as_yaml() -> None:
     env = {"V": "[1, 2]: {x: y} # not a comment", "B": "true"}
-    cfg = parse(
-        with_state({"type": "redis", "metadata": {"redisHost": "${V}", "keyPrefix": "${B}"}}),
-        env,
-    )
+    meta = {**REDIS, "redisPassword": "${V}", "keyPrefix": "${B}"}
+    cfg = parse(with_state({"type": "redis", "metadata": meta}), env)
     c = cfg.component("state_demo")
     assert c is not None
-    assert c.metadata == {"redisHost": "[1, 2]: {x: y} # not a comment", "keyPrefix": "true"}
+    assert c.metadata == {
+        **REDIS,
+        "redisPassword": "[1, 2]: {x: y} # not a comment",
+        "keyPrefix": "true",
+    }
 
 
 def test_substitution_applies_to_every_string_field() -> None:
@@ -426,7 +428,7 @@ def test_bad_workers(workers: Any, found: str) -> None:
 
 
 def test_metadata_scalars_are_coerced_to_strings() -> None:
-    meta = {**REDIS, "enableTLS": True, "redisDB": 2, "maxRetries": 0, "readTimeout": 1.5}
+    meta = {**REDIS, "enableTLS": True, "redisDB": 2, "maxRetries": 0, "readTimeout": 1500}
     cfg = parse(with_state({"type": "redis", "metadata": {**meta, "keyPrefix": False}}))
     c = cfg.component("state_demo")
     assert c is not None
@@ -435,7 +437,7 @@ def test_metadata_scalars_are_coerced_to_strings() -> None:
         "enableTLS": "true",
         "redisDB": "2",
         "maxRetries": "0",
-        "readTimeout": "1.5",
+        "readTimeout": "1500",
         "keyPrefix": "false",
     }
     assert all(isinstance(v, str) for v in c.metadata.values())

@@ -20,15 +20,14 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Mapping
 
 import grpc
 
 from layotto.boundary.specs import WorkerSpec
 from layotto.boundary.status import CallError, Code
-from layotto.components.errors import InvalidRequestError
 from layotto.components.pubsub import cloudevents
 from layotto.components.pubsub.base import PubSub
+from layotto.components.pubsub.settings import processing_timeout, redeliver_interval
 from layotto.proto import appcallback_pb2 as cb
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.app_callback import AppCallback, outcome
@@ -43,27 +42,6 @@ APP_REFRESH_SECONDS = 5.0
 APP_CALL_TIMEOUT = 2.0
 DELIVERY_TIMEOUT = 60.0
 UNSUBSCRIBE_WAIT = 3.0  # > one blocked read of the topic (1 s)
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
-
-
-def parse_seconds(metadata: Mapping[str, str], key: str, default: float, component: str) -> float:
-    """A positive duration: plain seconds, or Dapr's "500ms" / "15s" / "1m"."""
-    raw = metadata.get(key)
-    if raw is None:
-        return default
-    text = raw.strip().lower()
-    unit = next((u for u in ("ms", "s", "m") if text.endswith(u)), "")
-    try:
-        value = float(text.removesuffix(unit)) * _UNITS.get(unit, 1.0)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise InvalidRequestError(
-            f"component {component!r}: metadata {key} must be a positive duration "
-            f'(seconds, or like "500ms", "15s", "1m"), got {raw!r}'
-        )
-    return value
 
 
 def consumer_name(worker_address: str) -> str:
@@ -82,8 +60,8 @@ class PubSubBlock(SubscriptionBlock):
         self.group = spec.metadata.get("consumerID") or spec.app_id or spec.name
         self.consumer = consumer_name(spec.address)
         self.timing = Timing(
-            parse_seconds(spec.metadata, "processingTimeout", 60.0, spec.name),
-            parse_seconds(spec.metadata, "redeliverInterval", 15.0, spec.name),
+            processing_timeout(spec.metadata, spec.name),
+            redeliver_interval(spec.metadata, spec.name),
         )
         self._lock = threading.Lock()
         self._consumers: dict[str, TopicConsumer] = {}

@@ -8,74 +8,18 @@ read the store (or close its watch) from inside its callback. It never sends
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from layotto.components.configuration.base import Changed, ConfigItem, Notification, Scope
-
-log = logging.getLogger(__name__)
-
-Callback = Callable[[Notification], None]
-
-
-class WatchHandle:
-    """One registration; the object itself is the key, so closing it can only
-    ever remove this registration (the same callback may be watched twice)."""
-
-    def __init__(self, owner: Watchers) -> None:
-        self._owner = owner
-
-    def close(self) -> None:
-        self._owner.remove(self)
-
-
-class Watchers:
-    """The callbacks of one store's watches (the Redis store uses it too)."""
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._callbacks: dict[WatchHandle, Callback] = {}
-
-    def add(self, notify: Callback) -> WatchHandle:
-        watch = WatchHandle(self)
-        with self._mutex:
-            self._callbacks[watch] = notify
-        return watch
-
-    def remove(self, watch: WatchHandle) -> None:
-        with self._mutex:
-            self._callbacks.pop(watch, None)
-
-    def clear(self) -> None:
-        with self._mutex:
-            self._callbacks.clear()
-
-    def call(
-        self, notification: Notification, among: Collection[WatchHandle] | None = None
-    ) -> None:
-        """Call every watcher (or those of ``among`` still open), outside the lock.
-
-        A watch closed while a call is under way may still get that one call.
-        A failing watcher is logged: it must not fail the save that notified
-        it, nor keep the others from hearing about it.
-        """
-        with self._mutex:
-            callbacks = [
-                notify
-                for watch, notify in self._callbacks.items()
-                if among is None or watch in among
-            ]
-        for notify in callbacks:
-            try:
-                notify(notification)
-            except Exception:
-                log.exception("configuration watcher failed on %r", notification)
-
-
-def unique(keys: Sequence[str]) -> tuple[str, ...]:
-    """``keys`` without repeats, in their first order."""
-    return tuple(dict.fromkeys(keys))
+from layotto.components.configuration.base import (
+    Callback,
+    Changed,
+    ConfigItem,
+    Scope,
+    Watchers,
+    WatchHandle,
+    unique,
+)
 
 
 def _copy(item: ConfigItem) -> ConfigItem:

@@ -32,8 +32,10 @@ from layotto.components.configuration.base import (
     Notification,
     Resync,
     Scope,
+    Watchers,
+    WatchHandle,
+    unique,
 )
-from layotto.components.configuration.memory import Watchers, WatchHandle, unique
 from layotto.components.errors import ComponentError, InvalidRequestError
 
 log = logging.getLogger(__name__)
@@ -197,7 +199,7 @@ class RedisConfigurationStore:
         backoff = _MIN_BACKOFF
         healthy = True  # log the first failure of a run of them, not every retry
         while not self._stop.is_set():
-            pubsub: PubSub = self._pubsub_client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub: PubSub = self._pubsub_client.pubsub()
             try:
                 self._subscribe(pubsub)
                 if self._stop.is_set():

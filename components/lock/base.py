@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Protocol
 
+from layotto.components.errors import InvalidRequestError
+
 
 class LockStatus(IntEnum):
     """Values equal Layotto's UnlockResponse.Status / LockKeepAliveResponse.Status."""
@@ -31,3 +33,8 @@ class LockStore(Protocol):
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_expire(expire_seconds: int) -> None:
+    if expire_seconds <= 0:
+        raise InvalidRequestError(f"expire must be > 0 seconds, got {expire_seconds}")

@@ -12,15 +12,9 @@ import threading
 import time
 from collections.abc import Mapping
 
-from layotto.components.errors import InvalidRequestError
-from layotto.components.lock.base import LockStatus
+from layotto.components.lock.base import LockStatus, check_expire
 
 _MIN_SWEEP = 1024
-
-
-def check_expire(expire_seconds: int) -> None:
-    if expire_seconds <= 0:
-        raise InvalidRequestError(f"expire must be > 0 seconds, got {expire_seconds}")
 
 
 class MemoryLockStore:

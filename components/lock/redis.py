@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from layotto.components import _redis
-from layotto.components.lock.base import LockStatus
-from layotto.components.lock.memory import check_expire
+from layotto.components.lock.base import LockStatus, check_expire
 
 # Both scripts answer with a LockStatus value: 0 SUCCESS, 1 LOCK_UNEXIST, 2 BELONG_TO_OTHERS.
 _UNLOCK = """

@@ -13,9 +13,14 @@ Message ``data`` is opaque here (the worker stores a CloudEvents envelope).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from layotto.components.errors import InvalidRequestError
+
+MESSAGE_ID = re.compile(r"([0-9]+)(?:-([0-9]+))?")  # a stream id: "<ms>-<seq>" or "<ms>"
 
 
 @dataclass(frozen=True)
@@ -76,3 +81,15 @@ class PubSub(Protocol):
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_ids(ids: Sequence[str]) -> None:
+    """Reject what is not a stream id (``"<ms>-<seq>"`` or ``"<ms>"``), as Redis does."""
+    for message_id in ids:
+        if not MESSAGE_ID.fullmatch(message_id):
+            raise InvalidRequestError(f"not a message id: {message_id!r}")
+
+
+def check_count(count: int) -> None:
+    if count < 1:
+        raise InvalidRequestError(f"count must be ≥ 1, got {count}")

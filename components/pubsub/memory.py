@@ -14,34 +14,18 @@ polling. Idle times use the monotonic clock.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from layotto.components.errors import InvalidRequestError
-from layotto.components.metadata import parse_int
-from layotto.components.pubsub.base import Message
-
-_ID = re.compile(r"([0-9]+)(?:-([0-9]+))?")
-
-
-def check_ids(ids: Sequence[str]) -> None:
-    """Reject what is not a stream id (``"<ms>-<seq>"`` or ``"<ms>"``), as Redis does."""
-    for message_id in ids:
-        if not _ID.fullmatch(message_id):
-            raise InvalidRequestError(f"not a message id: {message_id!r}")
-
-
-def check_count(count: int) -> None:
-    if count < 1:
-        raise InvalidRequestError(f"count must be ≥ 1, got {count}")
+from layotto.components.pubsub.base import MESSAGE_ID, Message, check_count, check_ids
+from layotto.components.pubsub.settings import max_len_approx
 
 
 def _seq(message_id: str) -> int | None:
     """The log position of one of our ids; None for an id this backend never made."""
-    match = _ID.fullmatch(message_id)
+    match = MESSAGE_ID.fullmatch(message_id)
     if match is None or int(match.group(2) or 0) != 0:
         return None
     return int(match.group(1))
@@ -200,4 +184,5 @@ class MemoryPubSub:
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> MemoryPubSub:
     # consumerID, processingTimeout and redeliverInterval belong to the worker.
-    return MemoryPubSub(parse_int(metadata, "maxLenApprox", DEFAULT_MAX_LEN, name, minimum=1))
+    max_len = max_len_approx(metadata, name)
+    return MemoryPubSub(DEFAULT_MAX_LEN if max_len is None else max_len)

@@ -26,9 +26,8 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from layotto.components import _redis
-from layotto.components import metadata as metadata_values
-from layotto.components.pubsub.base import Message
-from layotto.components.pubsub.memory import check_count, check_ids
+from layotto.components.pubsub.base import Message, check_count, check_ids
+from layotto.components.pubsub.settings import max_len_approx
 
 KEY_PREFIX = "layotto-pubsub|||"
 _SLICE_MS = 1000
@@ -91,7 +90,7 @@ def _entries(reply: Any) -> list[_Entry]:
 class RedisPubSub:
     def __init__(self, metadata: Mapping[str, str], component: str) -> None:
         self._address = metadata["redisHost"]
-        self._max_len = metadata_values.parse_int(metadata, "maxLenApprox", 0, component, minimum=1)
+        self._max_len = max_len_approx(metadata, component) or 0  # 0: keep every message
         self._client = _redis.connect(metadata, component)
         self._probe = _redis.Probe(self._client, self._address)
         self._blocking = _redis.connect(metadata, component)

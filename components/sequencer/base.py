@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from layotto.components.errors import OutOfRangeError
+from layotto.components.errors import InvalidRequestError, OutOfRangeError
 
 # Ids are int64 on the wire: no counter ever moves past the last one.
 MAX_ID = 2**63 - 1
@@ -34,3 +34,8 @@ class SequencerStore(Protocol):
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_size(size: int) -> None:
+    if size < 1:
+        raise InvalidRequestError(f"segment size must be ≥ 1, got {size}")

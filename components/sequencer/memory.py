@@ -9,14 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from layotto.components.errors import InvalidRequestError
-from layotto.components.sequencer.base import MAX_ID, exhausted
+from layotto.components.sequencer.base import MAX_ID, check_size, exhausted
 from layotto.components.sequencer.segments import DEFAULT_STEP, parse_step
-
-
-def check_size(size: int) -> None:
-    if size < 1:
-        raise InvalidRequestError(f"segment size must be ≥ 1, got {size}")
 
 
 class MemorySequencer:

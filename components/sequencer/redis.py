@@ -12,8 +12,7 @@ from collections.abc import Mapping
 import redis
 
 from layotto.components import _redis
-from layotto.components.sequencer.base import MAX_ID, exhausted
-from layotto.components.sequencer.memory import check_size
+from layotto.components.sequencer.base import MAX_ID, check_size, exhausted
 from layotto.components.sequencer.segments import parse_step
 
 _RAISE_FLOOR = """

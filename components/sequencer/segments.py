@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from layotto.components.errors import InvalidRequestError
+from layotto.components.metadata import parse_int
 from layotto.components.sequencer.base import SequencerStore
 
 DEFAULT_STEP = 10000
@@ -20,18 +20,7 @@ DEFAULT_STEP = 10000
 
 def parse_step(metadata: Mapping[str, str], component: str) -> int:
     """The ``segmentStep`` metadata value (an int ≥ 1, default 10000)."""
-    raw = metadata.get("segmentStep")
-    if raw is None:
-        return DEFAULT_STEP
-    try:
-        step = int(raw.strip())
-    except ValueError:
-        step = 0
-    if step < 1:
-        raise InvalidRequestError(
-            f"component {component!r}: metadata segmentStep must be an integer ≥ 1, got {raw!r}"
-        )
-    return step
+    return parse_int(metadata, "segmentStep", DEFAULT_STEP, component, minimum=1)
 
 
 @dataclass

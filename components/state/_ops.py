@@ -30,7 +30,9 @@ from layotto.components.errors import (
     ETagInvalidError,
     ETagMismatchError,
     InvalidRequestError,
+    MetadataError,
 )
+from layotto.components.metadata import of_component
 from layotto.components.state.base import Concurrency, DeleteRequest, SetRequest, TransactionOp
 
 TTL_KEY = "ttlInSeconds"
@@ -58,16 +60,25 @@ class Op:
     ttl: int | None = None  # seconds; None: no expiry (an existing one is removed)
 
 
-def parse_ttl(metadata: Mapping[str, str], default: int | None, where: str) -> int | None:
-    """``ttlInSeconds``: positive seconds, or None for "no expiry" (-1, 0 or absent)."""
+def parse_ttl(
+    metadata: Mapping[str, str], default: int | None, component: str | None = None
+) -> int | None:
+    """``ttlInSeconds`` of a request, or of ``component``'s metadata: positive
+    seconds, or None for "no expiry" (-1, 0 or absent)."""
     raw = metadata.get(TTL_KEY, "")
     if raw == "":
         return default
     if not _INTEGER.fullmatch(raw.strip()) or not -1 <= int(raw) <= _MAX_TTL:
-        raise InvalidRequestError(
-            f"{where} {TTL_KEY} must be an integer from -1 to {_MAX_TTL}, got {raw!r}"
-        )
+        expected = f"an integer from -1 to {_MAX_TTL}"
+        if component is None:
+            raise InvalidRequestError(f"request metadata {TTL_KEY} must be {expected}, got {raw!r}")
+        raise MetadataError(of_component(component), TTL_KEY, expected, raw)
     return int(raw) if int(raw) > 0 else None
+
+
+def default_ttl(metadata: Mapping[str, str], component: str) -> int | None:
+    """The component's ``ttlInSeconds``: the TTL of writes whose request names none."""
+    return parse_ttl(metadata, None, component)
 
 
 def parse_etag(etag: str | None) -> int | None:
@@ -121,7 +132,7 @@ class OpStore:
             etag=etag,
             first_write=request.concurrency is Concurrency.FIRST_WRITE,
             data=bytes(request.value),
-            ttl=parse_ttl(request.metadata, self._default_ttl, "request metadata"),
+            ttl=parse_ttl(request.metadata, self._default_ttl),
         )
 
     def _all_or_nothing(self, ops: list[Op]) -> None:

@@ -20,8 +20,8 @@ from layotto.components.state._ops import (
     OpStore,
     Outcome,
     check,
+    default_ttl,
     expire_time_text,
-    parse_ttl,
 )
 from layotto.components.state.base import BulkGetItem, Consistency, GetResponse
 
@@ -128,4 +128,4 @@ class MemoryStateStore(OpStore):
 
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> MemoryStateStore:
-    return MemoryStateStore(parse_ttl(metadata, None, f"component {name!r}: metadata"))
+    return MemoryStateStore(default_ttl(metadata, name))

@@ -25,8 +25,8 @@ from layotto.components.state._ops import (
     Op,
     OpStore,
     Outcome,
+    default_ttl,
     expire_time_text,
-    parse_ttl,
 )
 from layotto.components.state.base import BulkGetItem, Consistency, GetResponse
 
@@ -102,5 +102,5 @@ class RedisStateStore(OpStore):
 
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> RedisStateStore:
-    default_ttl = parse_ttl(metadata, None, f"component {name!r}: metadata")
-    return RedisStateStore(connect(metadata, name), metadata["redisHost"].strip(), default_ttl)
+    ttl = default_ttl(metadata, name)
+    return RedisStateStore(connect(metadata, name), metadata["redisHost"].strip(), ttl)

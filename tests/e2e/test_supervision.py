@@ -265,13 +265,17 @@ def test_check_reports_every_problem(tmp_path: Path) -> None:
 
 
 def test_component_that_cannot_start_is_fatal_and_not_ready(tmp_path: Path) -> None:
+    # A valid config (bad values are refused by the check), but biggerThan
+    # needs the sequencer's Redis at start, and nothing listens there.
+    dead = f"127.0.0.1:{free_port()}"
     config = tmp_path / "broken.yaml"
     config.write_text(
         "listeners:\n"
         "  grpc: '127.0.0.1:${LAYOTTO_GRPC_PORT}'\n"
         "  http: '127.0.0.1:${LAYOTTO_HTTP_PORT}'\n"
         "hellos: {helloworld: {type: helloworld}}\n"
-        "state: {broken: {type: redis, metadata: {redisHost: '127.0.0.1:1', redisDB: many}}}\n"
+        "sequencer: {broken: {type: redis, biggerThan: {k: 1}, "
+        f"metadata: {{redisHost: '{dead}', dialTimeout: 500, maxRetries: 0}}}}}}\n"
     )
     sidecar = Sidecar(config)
     try:
@@ -280,7 +284,7 @@ def test_component_that_cannot_start_is_fatal_and_not_ready(tmp_path: Path) -> N
         sidecar.wait_for_log(r"api@1: STARTING -> RUNNING")
         code, ready = http_get(sidecar, "/actuator/health/readiness")
         assert code == 503 and ready["status"] == "DOWN"
-        assert "redisDB" in ready["components"]["broken"]["details"]["reason"]
+        assert dead in ready["components"]["broken"]["details"]["reason"]
         assert http_get(sidecar, "/actuator/health/liveness")[0] == 503
         # the rest of the sidecar keeps serving
         assert hello(sidecar) == "greeting, x"

@@ -13,7 +13,7 @@ import pytest
 from layotto.proto import runtime_pb2 as pb
 from tests.e2e.test_supervision import http_get, parent_of, pid_of
 from tests.load import Load
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.sidecar import Sidecar, running_sidecar
 
 # A short connection age keeps each upgrade's drain to about two seconds.
@@ -107,7 +107,17 @@ def test_new_generation_that_cannot_start_is_rolled_back(
 ) -> None:
     with Load(sidecar.target) as load:
         load.wait_for_calls(100)
-        broken = redis_config().replace("maxRetries: 0", "maxRetries: 0, redisDB: many")
+        # Valid (bad values are refused before anything changes), but the new
+        # sequencer's biggerThan needs a Redis where nothing listens.
+        dead = f"127.0.0.1:{free_port()}"
+        sequencer = (
+            "sequencer: {sequencer_demo: {type: redis, biggerThan: {k: 1}, "
+            f"metadata: {{redisHost: '{dead}', dialTimeout: 500, maxRetries: 0}}}}}}"
+        )
+        broken = "\n".join(
+            sequencer if line.startswith("sequencer:") else line
+            for line in redis_config().splitlines()
+        )
         config_file.write_text(broken)
         result = sidecar.cli("reload", timeout=120)
         assert result.returncode == 1
