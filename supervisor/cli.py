@@ -17,6 +17,15 @@ from layotto.supervisor import config as config_module
 from layotto.supervisor.config import Config, ConfigError
 
 EXIT_CONFIG_ERROR = 2
+EXIT_NO_ANSWER = 4  # the command was sent but its outcome is unknown
+
+
+class CommandFailedError(Exception):
+    """Ends a command with this message on stderr and this exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _load(path: str | None) -> Config:
@@ -65,13 +74,26 @@ def _running_run_dir(args: argparse.Namespace) -> str | None:
     return run_dir
 
 
-def _ask_dir(run_dir: str, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    from layotto.supervisor.control import NotRunningError, request
+def _ask_dir(
+    args: argparse.Namespace, run_dir: str, cmd: str, cmd_args: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The supervisor's answer, or None if none runs there."""
+    from layotto.supervisor.control import ControlError, NoAnswerError, NotRunningError, request
 
     try:
-        return request(run_dir, cmd, args)
+        return request(run_dir, cmd, cmd_args)
     except NotRunningError:
         return None
+    except NoAnswerError as exc:
+        status = "layotto status" + (f" -c {args.config}" if args.config else "")
+        advice = (
+            "It is running but not answering: its log may say why."
+            if cmd == "status"
+            else f"The {cmd} may still be under way, or may have finished: check `{status}`."
+        )
+        raise CommandFailedError(f"layotto {cmd}: {exc}. {advice}", EXIT_NO_ANSWER) from exc
+    except ControlError as exc:
+        raise CommandFailedError(f"layotto {cmd}: {exc}", 1) from exc
 
 
 def _mutate(
@@ -84,7 +106,7 @@ def _mutate(
     run_dir = _running_run_dir(args)
     if run_dir is None:
         return EXIT_CONFIG_ERROR
-    answer = _ask_dir(run_dir, cmd, cmd_args)
+    answer = _ask_dir(args, run_dir, cmd, cmd_args)
     if answer is None:
         print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
         return 3
@@ -122,7 +144,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from layotto.supervisor.runner import holds_pid_file, read_pid
 
     pid = read_pid(run_dir)
-    answer = _ask_dir(run_dir, "stop")
+    answer = _ask_dir(args, run_dir, "stop")
     if answer is None:
         print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
         return 1
@@ -188,7 +210,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     run_dir = _running_run_dir(args)
     if run_dir is None:
         return EXIT_CONFIG_ERROR
-    answer = _ask_dir(run_dir, "status")
+    answer = _ask_dir(args, run_dir, "status")
     if answer is None:
         print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
         return 3
@@ -231,7 +253,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except CommandFailedError as exc:
+        print(exc, file=sys.stderr)
+        code = exc.code
+    sys.exit(code)
 
 
 if __name__ == "__main__":
