@@ -333,7 +333,7 @@ def main() -> None:
                 stub, app, "slow-app-1", args.slow_messages, slow
             )
             scale = subprocess.run(
-                [LAYOTTO, "scale", "-c", str(config), PUBSUB, "4"],
+                [LAYOTTO, "scale", "-c", sidecar.config, PUBSUB, "4"],
                 env=sidecar.env,
                 capture_output=True,
                 text=True,

@@ -1,13 +1,15 @@
 """The `layotto` command: start, stop, status, check.
 
-Every command finds its sidecar through the config file: the run directory
-(control socket, pid file) derives from the config's path and gRPC address.
+Every command finds its sidecar through the config file's path alone (the
+run directory is keyed by it), whatever the file says now and whatever the
+environment: see supervisor/run_directory.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -62,16 +64,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def _running_run_dir(args: argparse.Namespace) -> str | None:
-    """Where the sidecar of this config runs, even if the file is now invalid."""
-    path = args.config or config_module.default_config_path()
-    run_dir = config_module.locate_run_dir(path)
-    if run_dir is None:
-        try:
-            config_module.load(path)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-    return run_dir
+def _run_dir(args: argparse.Namespace) -> str:
+    """Where the sidecar started from this config file answers. The file is
+    not read: it may have been edited, broken or deleted since."""
+    return config_module.default_run_dir(args.config or config_module.default_config_path())
+
+
+def _say_not_running(args: argparse.Namespace, run_dir: str) -> None:
+    path = os.path.abspath(args.config or config_module.default_config_path())
+    print(f"layotto is not running for {path} (no supervisor in {run_dir})", file=sys.stderr)
 
 
 def _ask_dir(
@@ -103,12 +104,10 @@ def _mutate(
     success: Callable[[dict[str, Any]], str],
 ) -> int:
     """Send a reload/scale command to the running sidecar and report its answer."""
-    run_dir = _running_run_dir(args)
-    if run_dir is None:
-        return EXIT_CONFIG_ERROR
+    run_dir = _run_dir(args)
     answer = _ask_dir(args, run_dir, cmd, cmd_args)
     if answer is None:
-        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
+        _say_not_running(args, run_dir)
         return 3
     if not answer.get("ok"):
         print(f"{cmd} failed: {answer.get('error')}", file=sys.stderr)
@@ -138,15 +137,13 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    run_dir = _running_run_dir(args)
-    if run_dir is None:
-        return EXIT_CONFIG_ERROR
-    from layotto.supervisor.runner import holds_pid_file, read_pid
+    run_dir = _run_dir(args)
+    from layotto.supervisor.run_directory import holds_pid_file, read_pid
 
     pid = read_pid(run_dir)
     answer = _ask_dir(args, run_dir, "stop")
     if answer is None:
-        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
+        _say_not_running(args, run_dir)
         return 1
     deadline = time.monotonic() + args.timeout
     while holds_pid_file(run_dir):
@@ -207,12 +204,10 @@ def format_status(answer: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    run_dir = _running_run_dir(args)
-    if run_dir is None:
-        return EXIT_CONFIG_ERROR
+    run_dir = _run_dir(args)
     answer = _ask_dir(args, run_dir, "status")
     if answer is None:
-        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
+        _say_not_running(args, run_dir)
         return 3
     print(format_status(answer))
     return 0 if answer.get("ready") else 1

@@ -17,10 +17,10 @@ from typing import Any
 import trio
 
 from layotto.supervisor.arbiter import Arbiter
+from layotto.supervisor.run_directory import socket_path
 
 log = logging.getLogger("layotto.supervisor")
 
-SOCKET_NAME = "control.sock"
 # Reload and scale answer when they are done, which takes as long as the
 # slowest process start plus the drain of the old generation.
 COMMAND_TIMEOUTS = {"reload": 900.0, "scale": 300.0}
@@ -33,10 +33,6 @@ ANSWER_MARGIN = 5.0
 def client_timeout(cmd: str) -> float:
     """How long the CLI waits for the answer to `cmd` by default."""
     return COMMAND_TIMEOUTS.get(cmd, DEFAULT_TIMEOUT) + ANSWER_MARGIN
-
-
-def socket_path(run_dir: str) -> str:
-    return os.path.join(run_dir, SOCKET_NAME)
 
 
 async def serve_control(

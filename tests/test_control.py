@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from layotto.supervisor import cli, config, control
-from layotto.supervisor.control import NoAnswerError, request, socket_path
+from layotto.supervisor.control import NoAnswerError, request
+from layotto.supervisor.run_directory import socket_path
 
 
 @pytest.fixture
