@@ -24,8 +24,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +185,14 @@ class Sidecar:
     def __init__(
         self, config: str, env: dict[str, str] | None = None, code: str | None = None
     ) -> None:
-        self.config = config
+        # Its own copy of the config (same name): a sidecar is found through its
+        # file's path, so two on one file would be one, and one on a shipped
+        # config would meet a developer's `layotto start`.
+        directory = tempfile.mkdtemp(prefix="layotto-bench-sidecar-")
+        weakref.finalize(self, shutil.rmtree, directory, True)
+        self.config = shutil.copy(REPO / config, directory)
         self.launcher = [LAYOTTO] if code is None else [PYTHON, "-m", "layotto.supervisor.cli"]
-        self.command = [*self.launcher, "start", "-c", config]
+        self.command = [*self.launcher, "start", "-c", self.config]
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.env = dict(os.environ)

@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 V = TypeVar("V")
+
+# Not $TMPDIR: the CLI must find a sidecar from any shell, whatever its environment.
+RUN_DIR_BASE = "/tmp"
+
+
+def default_run_dir(config_path: str) -> str:
+    """Where the CLI finds the sidecar started from `config_path`.
+
+    Keyed by user and the file's absolute path only: neither the environment
+    (ports given as ${VAR}) nor what the file says now can move it, so `stop`
+    and `status` reach a sidecar whose file was since edited, broken or
+    deleted. It is the run directory unless `runtime.run_dir` names another;
+    the sidecar then keeps its pid file and a link to its control socket here.
+    """
+    key = os.path.abspath(config_path)
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
+    return f"{RUN_DIR_BASE}/layotto-{os.getuid()}-{digest}"
 
 
 class FrozenMap(Mapping[str, V]):
@@ -115,17 +131,12 @@ class Config:
         return next((c for c in self.components if c.name == name), None)
 
     def run_dir(self) -> str:
-        """The directory of the control socket, pid file and ipc sockets.
-
-        The default is keyed by user, config file and gRPC address, so two
-        sidecars on one host never share sockets, while a restart or hot
-        upgrade of the same sidecar finds the same directory again.
-        """
+        """The directory of the control socket, pid file and ipc sockets:
+        `runtime.run_dir`, by default `default_run_dir(source)` (one sidecar
+        per config file)."""
         if self.runtime.run_dir is not None:
             return self.runtime.run_dir
-        key = os.path.abspath(self.source) + str(self.listeners.grpc)
-        digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
-        return f"{tempfile.gettempdir()}/layotto-{os.getuid()}-{digest}"
+        return default_run_dir(self.source)
 
     def to_json(self) -> dict[str, Any]:
         """A plain JSON-able dict; `Config.from_json` rebuilds an equal Config."""

@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from ._config_env import substitute
 from ._config_model import (
     Address,
     AppConfig,
@@ -27,6 +26,7 @@ from ._config_model import (
     Listeners,
     Problem,
     RuntimeConfig,
+    default_run_dir,
 )
 from ._config_parse import parse_document
 
@@ -40,6 +40,7 @@ __all__ = [
     "Problem",
     "RuntimeConfig",
     "default_config_path",
+    "default_run_dir",
     "from_json",
     "load",
     "parse",
@@ -77,33 +78,6 @@ def parse(text: str, source: str, environ: Mapping[str, str] | None = None) -> C
         problem = Problem("", "valid YAML", " ".join(str(e).split()))
         raise ConfigError(source, [problem]) from e
     return parse_document(doc, source, os.environ if environ is None else environ)
-
-
-def locate_run_dir(path: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """The run directory of the sidecar started from ``path``, found even when
-    the file has since been edited into an invalid config (so that `layotto
-    reload` can report the problem and `stop` still works). None if even the
-    gRPC listener cannot be read."""
-    env = os.environ if environ is None else environ
-    try:
-        return load(path, env).run_dir()
-    except ConfigError:
-        pass
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-        runtime_dir = (doc.get("runtime") or {}).get("run_dir")
-        if isinstance(runtime_dir, str):
-            return os.path.expanduser(substitute(runtime_dir, env)[0])
-        grpc_text, problems = substitute(str(doc["listeners"]["grpc"]), env)
-        host, _, port = grpc_text.rpartition(":")
-        if problems or not host:
-            return None
-        address = Address(host.strip("[]"), int(port))
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError):
-        return None
-    stand_in = Config(path, AppConfig(), Listeners(address, address), RuntimeConfig(), ())
-    return stand_in.run_dir()
 
 
 def default_config_path() -> str:

@@ -1,13 +1,15 @@
 """The `layotto` command: start, stop, status, check.
 
-Every command finds its sidecar through the config file: the run directory
-(control socket, pid file) derives from the config's path and gRPC address.
+Every command finds its sidecar through the config file's path alone (the
+run directory is keyed by it), whatever the file says now and whatever the
+environment: see supervisor/run_directory.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,8 +17,18 @@ from typing import Any
 
 from layotto.boundary import config as config_module
 from layotto.boundary.config import Config, ConfigError
+from layotto.supervisor.run_directory import holds_pid_file, read_pid
 
 EXIT_CONFIG_ERROR = 2
+EXIT_NO_ANSWER = 4  # the command was sent but its outcome is unknown
+
+
+class CommandFailedError(Exception):
+    """Ends a command with this message on stderr and this exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _load(path: str | None) -> Config:
@@ -53,25 +65,42 @@ def cmd_start(args: argparse.Namespace) -> int:
     return run(config)
 
 
-def _running_run_dir(args: argparse.Namespace) -> str | None:
-    """Where the sidecar of this config runs, even if the file is now invalid."""
-    path = args.config or config_module.default_config_path()
-    run_dir = config_module.locate_run_dir(path)
-    if run_dir is None:
-        try:
-            config_module.load(path)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-    return run_dir
+def _run_dir(args: argparse.Namespace) -> str:
+    """Where the sidecar started from this config file answers. The file is
+    not read: it may have been edited, broken or deleted since."""
+    return config_module.default_run_dir(args.config or config_module.default_config_path())
 
 
-def _ask_dir(run_dir: str, cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    from layotto.supervisor.control import NotRunningError, request  # noqa: PLC0415 - as in start
+def _say_not_running(args: argparse.Namespace, run_dir: str) -> None:
+    path = os.path.abspath(args.config or config_module.default_config_path())
+    print(f"layotto is not running for {path} (no supervisor in {run_dir})", file=sys.stderr)
+
+
+def _ask_dir(
+    args: argparse.Namespace, run_dir: str, cmd: str, cmd_args: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The supervisor's answer, or None if none runs there."""
+    from layotto.supervisor.control import (  # noqa: PLC0415 - as in start
+        ControlError,
+        NoAnswerError,
+        NotRunningError,
+        request,
+    )
 
     try:
-        return request(run_dir, cmd, args)
+        return request(run_dir, cmd, cmd_args)
     except NotRunningError:
         return None
+    except NoAnswerError as exc:
+        status = "layotto status" + (f" -c {args.config}" if args.config else "")
+        advice = (
+            "It is running but not answering: its log may say why."
+            if cmd == "status"
+            else f"The {cmd} may still be under way, or may have finished: check `{status}`."
+        )
+        raise CommandFailedError(f"layotto {cmd}: {exc}. {advice}", EXIT_NO_ANSWER) from exc
+    except ControlError as exc:
+        raise CommandFailedError(f"layotto {cmd}: {exc}", 1) from exc
 
 
 def _mutate(
@@ -81,12 +110,10 @@ def _mutate(
     success: Callable[[dict[str, Any]], str],
 ) -> int:
     """Send a reload/scale command to the running sidecar and report its answer."""
-    run_dir = _running_run_dir(args)
-    if run_dir is None:
-        return EXIT_CONFIG_ERROR
-    answer = _ask_dir(run_dir, cmd, cmd_args)
+    run_dir = _run_dir(args)
+    answer = _ask_dir(args, run_dir, cmd, cmd_args)
     if answer is None:
-        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
+        _say_not_running(args, run_dir)
         return 3
     if not answer.get("ok"):
         print(f"{cmd} failed: {answer.get('error')}", file=sys.stderr)
@@ -116,15 +143,12 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    run_dir = _running_run_dir(args)
-    if run_dir is None:
-        return EXIT_CONFIG_ERROR
-    from layotto.supervisor.runner import holds_pid_file, read_pid  # noqa: PLC0415 - as above
+    run_dir = _run_dir(args)
 
     pid = read_pid(run_dir)
-    answer = _ask_dir(run_dir, "stop")
+    answer = _ask_dir(args, run_dir, "stop")
     if answer is None:
-        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
+        _say_not_running(args, run_dir)
         return 1
     deadline = time.monotonic() + args.timeout
     while holds_pid_file(run_dir):
@@ -185,12 +209,10 @@ def format_status(answer: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    run_dir = _running_run_dir(args)
-    if run_dir is None:
-        return EXIT_CONFIG_ERROR
-    answer = _ask_dir(run_dir, "status")
+    run_dir = _run_dir(args)
+    answer = _ask_dir(args, run_dir, "status")
     if answer is None:
-        print(f"layotto is not running (no supervisor in {run_dir})", file=sys.stderr)
+        _say_not_running(args, run_dir)
         return 3
     print(format_status(answer))
     return 0 if answer.get("ready") else 1
@@ -231,7 +253,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except CommandFailedError as exc:
+        print(exc, file=sys.stderr)
+        code = exc.code
+    sys.exit(code)
 
 
 if __name__ == "__main__":

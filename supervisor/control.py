@@ -16,18 +16,23 @@ from typing import Any
 
 import trio
 
-from layotto.boundary.addresses import control_socket
 from layotto.supervisor.arbiter import Arbiter
+from layotto.supervisor.run_directory import socket_path
 
 log = logging.getLogger("layotto.supervisor")
 
 # Reload and scale answer when they are done, which takes as long as the
 # slowest process start plus the drain of the old generation.
 COMMAND_TIMEOUTS = {"reload": 900.0, "scale": 300.0}
+DEFAULT_TIMEOUT = 10.0  # every other command answers at once
+# The supervisor gives up on a command at its limit and says so; the client
+# waits this much longer, so that it reads that answer instead of timing out.
+ANSWER_MARGIN = 5.0
 
 
-def socket_path(run_dir: str) -> str:
-    return control_socket(run_dir)
+def client_timeout(cmd: str) -> float:
+    """How long the CLI waits for the answer to `cmd` by default."""
+    return COMMAND_TIMEOUTS.get(cmd, DEFAULT_TIMEOUT) + ANSWER_MARGIN
 
 
 async def serve_control(
@@ -65,7 +70,7 @@ async def _serve_one(arbiter: Arbiter, stream: trio.abc.Stream) -> None:
         try:
             request = json.loads(buffer.split(b"\n", 1)[0])
             name = str(request["cmd"])
-            limit = COMMAND_TIMEOUTS.get(name, 10.0)
+            limit = COMMAND_TIMEOUTS.get(name, DEFAULT_TIMEOUT)
             answer = {"ok": False, "error": f"the supervisor did not finish {name} in {limit:g} s"}
             with trio.move_on_after(limit):
                 answer = await arbiter.command(name, request.get("args") or {})
@@ -75,27 +80,69 @@ async def _serve_one(arbiter: Arbiter, stream: trio.abc.Stream) -> None:
             await stream.send_all(json.dumps(answer).encode() + b"\n")
 
 
-class NotRunningError(Exception):
+class ControlError(Exception):
+    """The CLI could not get an answer from a supervisor; the message says why."""
+
+
+class NotRunningError(ControlError):
     """No supervisor answers on the control socket."""
 
 
+class NoAnswerError(ControlError):
+    """A supervisor took the command but its answer did not arrive complete:
+    the command may still be under way, or may have finished."""
+
+    def __init__(self, message: str, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
 def request(
-    run_dir: str, cmd: str, args: dict[str, Any] | None = None, timeout: float = 15.0
+    run_dir: str, cmd: str, args: dict[str, Any] | None = None, timeout: float | None = None
 ) -> dict[str, Any]:
-    """Blocking client used by the CLI."""
+    """Blocking client used by the CLI: send `cmd`, wait for its answer.
+
+    `timeout` defaults to `client_timeout(cmd)`: as long as the supervisor
+    itself may take, so that a long reload is waited for, not abandoned.
+    Raises NotRunningError if nothing listens, NoAnswerError if the answer
+    does not arrive complete, ControlError for any other socket error.
+    """
+    limit = client_timeout(cmd) if timeout is None else timeout
     path = socket_path(run_dir)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout or COMMAND_TIMEOUTS.get(cmd, 10.0) + 5)
+        sock.settimeout(limit)
         try:
             sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise NotRunningError(f"no layotto supervisor is listening on {path}") from exc
-        sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer: dict[str, Any] = json.loads(data) if data else {"ok": False, "error": "no answer"}
+        except OSError as exc:
+            raise ControlError(f"cannot reach the supervisor on {path}: {_reason(exc)}") from exc
+        try:
+            sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+            data = _receive_line(sock)
+        except TimeoutError as exc:
+            message = f"the supervisor did not answer {cmd} within {limit:g} s"
+            raise NoAnswerError(message, limit) from exc
+        except OSError as exc:
+            message = f"the connection to the supervisor broke during {cmd} ({_reason(exc)})"
+            raise NoAnswerError(message, limit) from exc
+    try:
+        answer: dict[str, Any] = json.loads(data)
+    except ValueError:
+        message = f"the supervisor closed the connection before answering {cmd} completely"
+        raise NoAnswerError(message, limit) from None
     return answer
+
+
+def _receive_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)

@@ -8,75 +8,24 @@ config or ports fails at once with a message instead of half-starting.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import signal
 import socket
-from typing import IO
 
 import trio
 
-from layotto.boundary.addresses import PID_FILE, worker_address
+from layotto.boundary.addresses import worker_address
 from layotto.boundary.config import Address, Config
 from layotto.supervisor.actuator import serve_actuator
 from layotto.supervisor.arbiter import Arbiter, preforking, zygote_spec
-from layotto.supervisor.control import serve_control, socket_path
+from layotto.supervisor.control import serve_control
 from layotto.supervisor.processes import Preforked, become_subreaper, prefork_zygote
+from layotto.supervisor.run_directory import StartupError, claim_run_dirs, socket_path
 
 log = logging.getLogger("layotto.supervisor")
 
 _MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
-
-
-class StartupError(Exception):
-    """The sidecar cannot start; the message says why and what to do."""
-
-
-def pid_path(run_dir: str) -> str:
-    return os.path.join(run_dir, PID_FILE)
-
-
-def read_pid(run_dir: str) -> int | None:
-    try:
-        with open(pid_path(run_dir)) as f:
-            return int(f.read().strip() or 0) or None
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def holds_pid_file(run_dir: str) -> bool:
-    """True while a supervisor holds the pid file's lock (a zombie does not)."""
-    try:
-        handle = open(pid_path(run_dir))  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        return False
-
-
-def claim_pid_file(run_dir: str) -> IO[str]:
-    """Hold an exclusive lock on the pid file for the supervisor's lifetime."""
-    os.makedirs(run_dir, mode=0o700, exist_ok=True)
-    handle = open(pid_path(run_dir), "a+")  # noqa: SIM115 - held open until exit
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise StartupError(
-            f"layotto is already running for this config (pid {read_pid(run_dir)}, "
-            f"run directory {run_dir}); use `layotto stop` first"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 def _family(address: Address) -> socket.AddressFamily:
@@ -124,9 +73,7 @@ def check_socket_paths(config: Config) -> None:
 async def supervise(config: Config, preforked: Preforked | None = None) -> None:
     become_subreaper()
     check_socket_paths(config)
-    run_dir = config.run_dir()
-    pid_file = claim_pid_file(run_dir)
-    try:
+    with claim_run_dirs(config) as run_dir:
         check_port_free(config.listeners.grpc, "gRPC")
         http = await bind_http(config.listeners.http)
         arbiter = Arbiter(config, run_dir, preforked=preforked)
@@ -142,17 +89,6 @@ async def supervise(config: Config, preforked: Preforked | None = None) -> None:
             nursery.start_soon(_serve_http_until_stop, arbiter, http)
             await arbiter.run()
             nursery.cancel_scope.cancel()
-    finally:
-        try:
-            os.unlink(pid_path(run_dir))
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
-        pid_file.close()
-        if config.runtime.run_dir is None:
-            # our own derived directory: leave no empty one behind per port
-            with contextlib.suppress(OSError):
-                os.rmdir(run_dir)
 
 
 async def _serve_http_until_stop(arbiter: Arbiter, http: trio.SocketListener) -> None:

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 
+from layotto.boundary.config import default_run_dir
 from layotto.proto import runtime_pb2_grpc
 from tests.redis_server import free_port
 
@@ -27,8 +31,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class Sidecar:
+    """The real `layotto start` on free ports, from its own copy of ``config``.
+
+    A sidecar is found through its config file's path (the run directory is
+    keyed by it), so two sidecars on one file would be one: the copy keeps
+    tests apart from each other and from a developer's `layotto start`. A
+    test that edits the config (to reload) edits ``sidecar.config``.
+    """
+
     def __init__(self, config: str | Path, env: dict[str, str] | None = None) -> None:
-        self.config = str(config)
+        directory = tempfile.mkdtemp(prefix="layotto-test-")
+        self.config = shutil.copy(config, directory)  # same file name: tests look at it
+        # with what a killed supervisor leaves behind where the CLI looks for it
+        weakref.finalize(self, _remove_trees, directory, default_run_dir(self.config))
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.env = dict(os.environ)
@@ -48,10 +63,13 @@ class Sidecar:
     def target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 60, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `layotto <args> -c <config>`, in the sidecar's environment unless ``env``."""
         return subprocess.run(
             [LAYOTTO, *args, "-c", self.config],
-            env=self.env,
+            env=self.env if env is None else env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -141,6 +159,11 @@ class Sidecar:
             self.process.wait(timeout=10)
         if self.process.stderr is not None:
             self.process.stderr.close()
+
+
+def _remove_trees(*paths: str) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager

@@ -868,18 +868,31 @@ def test_shipped_configs_round_trip(name: str) -> None:
     assert Config.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
 
 
-def test_run_dir_derivation() -> None:
+def test_run_dir_is_keyed_by_user_and_config_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
     a = parse(doc())
-    b = parse(doc(listeners={"grpc": "127.0.0.1:40000", "http": "127.0.0.1:34999"}))
+    other_port = parse(doc(listeners={"grpc": "127.0.0.1:40000", "http": "127.0.0.1:34998"}))
     other_file = config.parse(yaml.safe_dump(doc()), "other.yaml", {})
-    prefix = f"{tempfile.gettempdir()}/layotto-{os.getuid()}-"
-    for cfg in (a, b, other_file):
+    prefix = f"/tmp/layotto-{os.getuid()}-"
+    for cfg in (a, other_port, other_file):
         assert cfg.run_dir().startswith(prefix)
         digest = cfg.run_dir()[len(prefix) :]
         assert len(digest) == 10 and int(digest, 16) >= 0
-    assert a.run_dir() != b.run_dir()
+    # what the file says does not move it: the CLI finds a sidecar from the path alone
+    assert a.run_dir() == other_port.run_dir()
+    assert a.run_dir() == config.default_run_dir(SRC)
     assert a.run_dir() != other_file.run_dir()
     assert a.run_dir() == parse(doc()).run_dir()  # stable across loads: restarts find it
+    # nor does the environment, nor how the path is spelled
+    monkeypatch.setenv("TMPDIR", "/var/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert config.default_run_dir(SRC) == a.run_dir()
+    assert config.default_run_dir(os.path.join(os.getcwd(), "sub", "..", SRC)) == a.run_dir()
+
+
+def test_own_run_dir_is_used_and_the_default_still_names_the_file() -> None:
+    cfg = parse(doc(runtime={"run_dir": "/var/run/layotto"}))
+    assert cfg.run_dir() == "/var/run/layotto"
+    assert config.default_run_dir(cfg.source) == parse(doc()).run_dir()
 
 
 def test_config_is_frozen_and_hashable() -> None:

@@ -85,15 +85,13 @@ def test_three_upgrades_in_a_row_under_load_fail_no_call(sidecar: Sidecar) -> No
     assert all(parent_of(pid_of(sidecar, w)) == pid_of(sidecar, "zygote@4") for w in workers)
 
 
-def test_reload_with_a_broken_config_keeps_the_old_generation(
-    sidecar: Sidecar, config_file: Path
-) -> None:
+def test_reload_with_a_broken_config_keeps_the_old_generation(sidecar: Sidecar) -> None:
     with Load(sidecar.target) as load:
         load.wait_for_calls(100)
-        config_file.write_text(redis_config() + "bogus: 1\n")
+        Path(sidecar.config).write_text(redis_config() + "bogus: 1\n")
         result = sidecar.cli("reload", timeout=60)
         assert result.returncode == 1
-        assert "bogus" in result.stderr and str(config_file) in result.stderr
+        assert "bogus" in result.stderr and sidecar.config in result.stderr
         load.wait_for_calls(100)
         assert_clean(load)
     status = sidecar.cli("status").stdout
@@ -102,9 +100,7 @@ def test_reload_with_a_broken_config_keeps_the_old_generation(
     assert code == 200 and "bogus" in ready["components"]["last_reload"]["details"]["error"]
 
 
-def test_new_generation_that_cannot_start_is_rolled_back(
-    sidecar: Sidecar, config_file: Path
-) -> None:
+def test_new_generation_that_cannot_start_is_rolled_back(sidecar: Sidecar) -> None:
     with Load(sidecar.target) as load:
         load.wait_for_calls(100)
         # Valid (bad values are refused before anything changes), but the new
@@ -118,7 +114,7 @@ def test_new_generation_that_cannot_start_is_rolled_back(
             sequencer if line.startswith("sequencer:") else line
             for line in redis_config().splitlines()
         )
-        config_file.write_text(broken)
+        Path(sidecar.config).write_text(broken)
         result = sidecar.cli("reload", timeout=120)
         assert result.returncode == 1
         assert "did not start" in result.stderr and "FATAL" in result.stderr
