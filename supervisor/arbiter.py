@@ -353,7 +353,7 @@ class Arbiter:
         return zygote.process if zygote.up else None
 
     async def _read_messages(self, child_id: str, process: ChildProcess) -> None:
-        async for message in process.messages():
+        while (message := await process.receive()) is not None:
             await self._send.send(ChildMessage(child_id, message))
 
     def _on_message(self, child: Child, message: Message) -> None:

@@ -9,7 +9,7 @@ supervisor without any process.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from layotto.boundary.control_link import Message
@@ -33,8 +33,9 @@ class ChildProcess(Protocol):
         """One message over the control link; OSError or trio.ClosedResourceError
         when the link is gone."""
 
-    def messages(self) -> AsyncIterator[Message]:
-        """The child's messages until its link reaches EOF (a reset link is an EOF)."""
+    async def receive(self) -> Message | None:
+        """The child's next message; None once its link reached EOF (a reset
+        link is an EOF too)."""
         ...
 
     def close(self) -> None:

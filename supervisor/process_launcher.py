@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
 
 import trio
 
 from layotto.boundary.control_link import Message
-from layotto.boundary.control_link_trio import receive_messages, send_message
+from layotto.boundary.control_link_trio import MessageReader, send_message
 from layotto.boundary.specs import ChildSpec, ZygoteSpec
 from layotto.supervisor.launcher import ZygoteLookup
 from layotto.supervisor.processes import Handle, Preforked, Zygote, launch
@@ -42,7 +41,7 @@ class LinkedProcess:
 
     def __init__(self, handle: Handle, what: str, forks: Zygote | None = None) -> None:
         self._handle = handle
-        self._what = what
+        self._reader = MessageReader(handle.control, what)
         self.forks = forks
 
     @property
@@ -58,12 +57,13 @@ class LinkedProcess:
     async def send(self, message: Message) -> None:
         await send_message(self._handle.control, message)
 
-    async def messages(self) -> AsyncIterator[Message]:
-        async for message in receive_messages(self._handle.control, self._what):
+    async def receive(self) -> Message | None:
+        while (message := await self._reader.receive()) is not None:
             if self.forks is not None and message.get("event") in ("forked", "exited"):
                 self.forks.on_message(message)
             else:
-                yield message
+                return message
+        return None
 
     def close(self) -> None:
         self._handle.control.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,9 +79,11 @@ class FakeProcess:
         elif command == "drain" and self.script.exits_on_drain:
             self.exit(0)
 
-    async def messages(self) -> AsyncIterator[Message]:
-        async for message in self._outbox:
-            yield message
+    async def receive(self) -> Message | None:
+        try:
+            return await self._outbox.receive()
+        except trio.EndOfChannel:  # it exited: its link reached EOF
+            return None
 
     def close(self) -> None:
         pass

@@ -3,7 +3,7 @@
 Regression: a worker killed while a message to it was still unread reset the
 link; the supervisor's reader raised ConnectionResetError, which took the
 supervisor, and so every child, down. The reading lives in the real
-launcher's process handle (``LinkedProcess.messages``).
+launcher's process handle (``LinkedProcess.receive``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ class _Exited:
 
 
 async def read_all(process: LinkedProcess) -> list[Message]:
+    messages = []
     with trio.fail_after(5):
-        return [message async for message in process.messages()]
+        while (message := await process.receive()) is not None:
+            messages.append(message)
+    return messages
 
 
 async def test_reset_control_link_ends_the_reader_quietly() -> None:
