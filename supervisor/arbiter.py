@@ -3,34 +3,29 @@
 Signals, child exits, child messages, timers and control commands all
 become typed events (``events``) on one channel (signal handlers only
 enqueue). Each child's life is the pure state machine in ``lifecycle``;
-this module carries out its actions through a ``Launcher`` (the only way to
-a process), keeps the table that ``layotto status`` and the actuator read,
-and runs the two long operations, reload and scale (``operations``), one at
-a time. The table changes only here: in the loop, or in the methods below
-that operations call.
+the loop carries out its actions through a ``Launcher``, the only way to a
+process (``child_runs`` holds the tasks that report back), updates the
+table (``table``) that ``layotto status`` and the actuator read, runs the
+two long operations, reload and scale (``operations``), one at a time, and
+orders a stop: the API processes first, everything else once they are down.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import logging
 import signal
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from layotto.boundary.config import ComponentConfig, Config
+from layotto.boundary.config import Config
 from layotto.boundary.control_link import Message
-from layotto.boundary.specs import ApiSpec
-from layotto.supervisor import child_specs, operations
+from layotto.supervisor import child_runs, operations
 from layotto.supervisor import lifecycle as lc
 from layotto.supervisor.children import Child
 from layotto.supervisor.events import (
     ChildLifecycle,
-    ChildMessage,
     ChildStarted,
     Command,
     LoopEvent,
@@ -39,6 +34,7 @@ from layotto.supervisor.events import (
 )
 from layotto.supervisor.launcher import ChildProcess, Launcher
 from layotto.supervisor.status import Stats, status_answer
+from layotto.supervisor.table import ChildTable
 
 log = logging.getLogger("layotto.supervisor")
 
@@ -46,118 +42,26 @@ log = logging.getLogger("layotto.supervisor")
 WORKER_STOP_GRACE = 5.0
 
 
-@dataclass
-class Arbiter:
-    config: Config
-    run_dir: str
-    launcher: Launcher
-    children: dict[str, Child] = field(default_factory=dict)
-    stopping: bool = False
-    generation: int = 1
-    api_id: str = ""
-    zygote_id: str = ""
-    # component -> worker addresses the current API routes to
-    routing: dict[str, list[str]] = field(default_factory=dict)
-    last_reload: dict[str, Any] | None = None
-    operation: str | None = None
-
-    def __post_init__(self) -> None:
+class Arbiter(ChildTable):
+    def __init__(self, config: Config, run_dir: str, launcher: Launcher) -> None:
+        super().__init__(config, run_dir)
+        self.launcher = launcher
+        self.stopping = False
+        self.operation: str | None = None  # the reload or scale under way
+        self.stop_begun = trio.Event()
         self._send, self._receive = trio.open_memory_channel[LoopEvent](1000)
+        self._changed = trio.Event()
         self._stats_waiters: list[trio.MemorySendChannel[None]] = []
         self._last_stats: Stats = {}
-        self._changed = trio.Event()
-        self._worker_numbers: dict[str, itertools.count[int]] = {}
         self._started = 0.0
         self._ready_logged = False
-        self.stop_begun = trio.Event()
-        self.zygote_id = self.new_zygote(1).id
-        for component in self.config.components:
-            self.routing[component.name] = [
-                self.new_worker(component, 1).address for _ in range(component.workers)
-            ]
-        self.api_id = self.new_api(1, self.config, self.routing).id
-
-    # -- the table: building children -------------------------------------------
-
-    def _add(self, child: Child) -> Child:
-        self.children[child.id] = child
-        return child
-
-    def new_worker(
-        self, component: ComponentConfig, generation: int, zygote_id: str | None = None
-    ) -> Child:
-        slot = next(self._worker_numbers.setdefault(component.name, itertools.count()))
-        return self._add(
-            child_specs.worker_child(
-                self.config,
-                self.run_dir,
-                component,
-                generation=generation,
-                slot=slot,
-                zygote_id=zygote_id or self.zygote_id,
-            )
-        )
-
-    def new_zygote(self, generation: int, config: Config | None = None) -> Child:
-        return self._add(child_specs.zygote_child(config or self.config, generation))
-
-    def new_api(
-        self,
-        generation: int,
-        config: Config,
-        routing: Mapping[str, Sequence[str]],
-        zygote_id: str | None = None,
-    ) -> Child:
-        return self._add(
-            child_specs.api_child(
-                config, self.run_dir, generation, routing, zygote_id or self.zygote_id
-            )
-        )
-
-    def forget(self, children: list[Child]) -> None:
-        """Drop stopped children that no longer belong to the sidecar."""
-        for child in children:
-            if child.down and child.id != self.api_id:
-                self.children.pop(child.id, None)
-
-    # -- the table: what operations change ----------------------------------------
-
-    def switch_generation(
-        self,
-        generation: int,
-        config: Config,
-        *,
-        api: Child,
-        zygote: Child,
-        routing: dict[str, list[str]],
-    ) -> None:
-        """From now on ``api`` (and its zygote) serve, with ``config``."""
-        self.config, self.generation = config, generation
-        self.api_id, self.zygote_id, self.routing = api.id, zygote.id, routing
-        self._notify()
-
-    def record_reload(self, outcome: dict[str, Any]) -> None:
-        """What ``layotto status`` and the actuator report as the last reload."""
-        self.last_reload = outcome
 
     def route(self, component: str, addresses: list[str]) -> None:
         """Tell the current API which workers serve ``component``."""
-        self.routing[component] = list(addresses)
-        api = self.api
-        assert isinstance(api.spec, ApiSpec)
-        workers = {**api.spec.workers, component: tuple(addresses)}
-        api.spec = dataclasses.replace(api.spec, workers=workers)  # also after an API restart
+        self.set_route(component, addresses)
         self.tell(self.api, {"cmd": "workers", "component": component, "addresses": addresses})
 
-    # -- reading the table ----------------------------------------------------------
-
-    @property
-    def api(self) -> Child:
-        return self.children[self.api_id]
-
-    def workers_of(self, component: str) -> list[Child]:
-        addresses = self.routing.get(component, [])
-        return [c for c in self.children.values() if c.address in addresses]
+    # -- waiting (used by operations) ---------------------------------------------
 
     async def wait_until(self, condition: Callable[[], bool]) -> bool:
         """Wait for a condition over the child table; False if the sidecar
@@ -287,13 +191,14 @@ class Arbiter:
             self._log_transition(child, before, after)
         for action in actions:
             if isinstance(action, lc.Spawn):
-                child.fatal_reason = ""  # a new run reports its own
-                self._start_task(self._run_child, child)
+                self._spawn(child)
             elif isinstance(action, lc.Kill):
                 if child.process is not None:
                     child.process.signal(action.signal)
             elif isinstance(action, lc.SetTimer):
-                self._start_task(self._timer, child.id, action.delay, action.token)
+                self._start_task(
+                    child_runs.fire_timer, self._send, child.id, action.delay, action.token
+                )
         if after in (lc.State.STOPPED, lc.State.FATAL, lc.State.BACKOFF):
             child.health = "UNKNOWN"
         self._notify()
@@ -314,47 +219,22 @@ class Arbiter:
 
     # -- the tasks that stand for a child or a timer --------------------------------
 
-    async def _timer(self, child_id: str, delay: float, token: int) -> None:
-        await trio.sleep(delay)
-        await self._send.send(ChildLifecycle(child_id, lc.TimerFired(token)))
-
-    async def _run_child(self, child: Child) -> None:
-        """Start one run of ``child`` and report, as events, its start, messages and exit."""
-
+    def _spawn(self, child: Child) -> None:
         async def running_zygote() -> ChildProcess | None:
-            return await self._running_zygote(child)
+            """The zygote to fork ``child`` from, once it is no longer starting;
+            None when it does not run (the launcher then execs)."""
+            zygote = self.zygote_of(child)
+            if zygote is None:
+                return None
+            if zygote.proc.state == lc.State.STARTING:
+                with trio.move_on_after(self.config.runtime.start_timeout):
+                    await self.wait_until(lambda: zygote.proc.state != lc.State.STARTING)
+            return zygote.process if zygote.up else None
 
-        try:
-            process = await self.launcher.spawn(child.id, child.spec, running_zygote)
-        except (OSError, trio.TooSlowError) as exc:
-            log.error("%s: cannot start: %s", child.id, exc)
-            await self._send.send(ChildLifecycle(child.id, lc.Exited(127)))
-            return
-        await self._send.send(ChildStarted(child.id, process))
-        status = -1
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_messages, child.id, process)
-                status = await process.wait()
-                nursery.cancel_scope.cancel()
-        finally:  # whatever happened, the state machine must hear of the exit
-            process.close()
-            await self._send.send(ChildLifecycle(child.id, lc.Exited(status)))
-
-    async def _running_zygote(self, child: Child) -> ChildProcess | None:
-        """The zygote to fork ``child`` from, once it is no longer starting; None
-        when it does not run (the launcher then execs)."""
-        zygote = self.children.get(child.forked_from) or self.children.get(self.zygote_id)
-        if zygote is None:
-            return None
-        if zygote.proc.state == lc.State.STARTING:
-            with trio.move_on_after(self.config.runtime.start_timeout):
-                await self.wait_until(lambda: zygote.proc.state != lc.State.STARTING)
-        return zygote.process if zygote.up else None
-
-    async def _read_messages(self, child_id: str, process: ChildProcess) -> None:
-        while (message := await process.receive()) is not None:
-            await self._send.send(ChildMessage(child_id, message))
+        child.fatal_reason = ""  # a new run reports its own
+        self._start_task(
+            child_runs.run_child, self.launcher, self._send, child.id, child.spec, running_zygote
+        )
 
     def _on_message(self, child: Child, message: Message) -> None:
         event = message.get("event")
