@@ -101,6 +101,7 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
 
     old_api, old_zygote = arbiter.api, arbiter.children.get(arbiter.zygote_id)
     old_workers = [w for name in plan.retire for w in arbiter.workers_of(name) if not w.down]
+    old_workers += arbiter.unrouted_workers(before=generation)
     arbiter.switch_generation(generation, new_config, api=new_api, zygote=zygote, routing=routing)
     await _retire_api(arbiter, old_api, old_config)
     await _stop_all(arbiter, old_workers)

@@ -47,6 +47,21 @@ class ChildTable:
         addresses = self.routing.get(component, [])
         return [c for c in self.children.values() if c.address in addresses]
 
+    def unrouted_workers(self, before: int) -> list[Child]:
+        """Running workers older than generation ``before`` that no component
+        routes to: left by a scale-down whose ``retired`` report never came
+        (scale waits for it only so long). A reload stops them with the old
+        generation."""
+        routed = {address for addresses in self.routing.values() for address in addresses}
+        return [
+            c
+            for c in self.children.values()
+            if c.role == "worker"
+            and c.generation < before
+            and c.address not in routed
+            and not c.down
+        ]
+
     def zygote_of(self, child: Child) -> Child | None:
         """The zygote to fork ``child`` from: its generation's, or the serving
         one's once that is gone (a kept worker restarting after a reload)."""

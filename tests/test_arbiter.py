@@ -263,6 +263,21 @@ async def test_scale_down_stops_a_worker_only_once_the_api_retired_it(
         assert launcher.signalled("cache#0") == []
 
 
+async def test_a_worker_the_api_never_retired_is_stopped_by_the_next_reload(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        with trio.fail_after(LIMIT):  # scale waits 120 s for the report, then answers
+            answer = await arbiter.command("scale", {"component": "cache", "workers": 1})
+        assert answer["ok"]
+        assert launcher.signalled("cache#1") == [] and arbiter.children["cache#1"].up
+
+        with trio.fail_after(LIMIT):
+            assert (await arbiter.command("reload"))["ok"]
+        assert launcher.index("exit", "api@1", 0) < launcher.index("signal", "cache#1", "SIGTERM")
+        assert "cache#1" not in arbiter.children
+
+
 async def test_scale_refuses_a_second_worker_for_an_in_memory_component(
     config_file: Path, launcher: FakeLauncher
 ) -> None:
