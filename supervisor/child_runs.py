@@ -20,6 +20,9 @@ log = logging.getLogger("layotto.supervisor")
 
 Events = trio.MemorySendChannel[LoopEvent]
 
+# How long the link of an exited child is still read for what it sent last.
+_LAST_WORDS = 1.0
+
 
 async def run_child(
     launcher: Launcher, events: Events, child_id: str, spec: ChildSpec, zygote: ZygoteLookup
@@ -37,7 +40,10 @@ async def run_child(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_forward_messages, events, child_id, process)
             status = await process.wait()
-            nursery.cancel_scope.cancel()
+            # What it said just before it exited (a "fatal" reason) still
+            # counts: read on to EOF, which comes at once unless something
+            # inherited its end of the link, and only so long.
+            nursery.cancel_scope.deadline = trio.current_time() + _LAST_WORDS
     finally:  # whatever happened, the state machine must hear of the exit
         process.close()
         await events.send(ChildLifecycle(child_id, lc.Exited(status)))

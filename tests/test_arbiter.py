@@ -355,6 +355,27 @@ async def test_a_child_that_keeps_crashing_is_fatal_after_five_exits_in_a_minute
         assert not alive and components["helloworld#0"]["status"] == "DOWN"
 
 
+async def test_a_worker_that_cannot_be_built_is_fatal_with_its_own_reason(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    launcher.scripts["cache#1"] = Script(ready=False)
+    async with supervising(config_file, launcher, wait_ready=False) as arbiter:
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.did("spawn", "cache#1"))
+        worker = launcher.processes["cache#1"]
+        worker.report({"event": "fatal", "reason": "redisHost: no port"})
+        worker.exit(78)
+        child = arbiter.children["cache#1"]
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(lambda: child.proc.state == lc.State.FATAL)
+        assert launcher.spawned().count("cache#1") == 1  # a config problem: not restarted
+        status = await arbiter.command("status")
+        row = next(r for r in status["processes"] if r["name"] == "cache#1")
+        assert (row["state"], row["reason"]) == ("FATAL", "redisHost: no port")
+        assert status["ready"]  # cache#0 still serves the component ...
+        assert not health.liveness(arbiter)[0]  # ... but this cannot heal by itself
+
+
 async def test_a_killed_worker_is_restarted_at_once(
     config_file: Path, launcher: FakeLauncher
 ) -> None:
