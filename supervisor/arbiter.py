@@ -50,7 +50,6 @@ class Arbiter(ChildTable):
         self.operation: str | None = None  # the reload or scale under way
         self.stop_begun = trio.Event()
         self._send, self._receive = trio.open_memory_channel[LoopEvent](1000)
-        self._changed = trio.Event()
         self._stats_waiters: list[trio.MemorySendChannel[None]] = []
         self._last_stats: Stats = {}
         self._started = 0.0
@@ -71,10 +70,6 @@ class Arbiter(ChildTable):
                 return False
             await self._changed.wait()
         return True
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
 
     # -- acting on children ---------------------------------------------------------
 

@@ -3,7 +3,8 @@
 What ``layotto status``, the actuator and the operations read. It changes
 only through the methods here (and the arbiter's loop, which owns each
 child's lifecycle state), so an operation never writes a field between two
-awaits: it asks for one named change.
+awaits: it asks for one named change. Each change wakes the waiters of
+``Arbiter.wait_until``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import trio
 
 from layotto.boundary.config import ComponentConfig, Config
 from layotto.boundary.specs import ApiSpec
@@ -29,6 +32,7 @@ class ChildTable:
         self.routing: dict[str, list[str]] = {}
         self.last_reload: dict[str, Any] | None = None
         self._worker_numbers: dict[str, itertools.count[int]] = {}
+        self._changed = trio.Event()
         self.zygote_id = self.new_zygote(1).id
         for component in config.components:
             self.routing[component.name] = [
@@ -67,10 +71,16 @@ class ChildTable:
         one's once that is gone (a kept worker restarting after a reload)."""
         return self.children.get(child.forked_from) or self.children.get(self.zygote_id)
 
+    def _notify(self) -> None:
+        """Wake whoever waits for a condition over the table (``Arbiter.wait_until``)."""
+        self._changed.set()
+        self._changed = trio.Event()
+
     # -- adding and dropping children ---------------------------------------------
 
     def _add(self, child: Child) -> Child:
         self.children[child.id] = child
+        self._notify()
         return child
 
     def new_worker(
@@ -109,6 +119,7 @@ class ChildTable:
         for child in children:
             if child.down and child.id != self.api_id:
                 self.children.pop(child.id, None)
+        self._notify()
 
     # -- what operations change ---------------------------------------------------
 
@@ -124,10 +135,12 @@ class ChildTable:
         """From now on ``api`` (and its zygote) serve, with ``config``."""
         self.config, self.generation = config, generation
         self.api_id, self.zygote_id, self.routing = api.id, zygote.id, routing
+        self._notify()
 
     def record_reload(self, outcome: dict[str, Any]) -> None:
         """What ``layotto status`` and the actuator report as the last reload."""
         self.last_reload = outcome
+        self._notify()
 
     def set_route(self, component: str, addresses: list[str]) -> None:
         """Route ``component`` to ``addresses``, also in the serving API's spec,
@@ -137,3 +150,4 @@ class ChildTable:
         assert isinstance(api.spec, ApiSpec)
         workers = {**api.spec.workers, component: tuple(addresses)}
         api.spec = dataclasses.replace(api.spec, workers=workers)
+        self._notify()

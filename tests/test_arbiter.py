@@ -8,6 +8,8 @@ a timeout or back-off matters, so nothing here sleeps for real.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -219,6 +221,19 @@ async def test_a_second_operation_is_refused_while_one_runs(
 
         assert not (await reload.wait())["ok"]  # the zygote never got ready: rolled back
         assert (await arbiter.command("scale", {"component": "cache", "workers": 3}))["ok"]
+
+
+async def test_sighup_runs_the_same_reload_as_the_command(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        await trio.testing.wait_all_tasks_blocked()  # its signal receiver is installed
+        os.kill(os.getpid(), signal.SIGHUP)
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(lambda: arbiter.last_reload is not None)
+        assert arbiter.last_reload is not None and arbiter.last_reload["ok"]
+        assert (arbiter.generation, arbiter.api_id) == (2, "api@2")
+        assert launcher.index("report", "api@2", "ready") < launcher.index("send", "api@1", "drain")
 
 
 # -- scaling ------------------------------------------------------------------------
