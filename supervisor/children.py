@@ -8,7 +8,7 @@ from typing import Any
 from layotto.boundary.config import ComponentConfig
 from layotto.boundary.specs import ChildSpec
 from layotto.supervisor import lifecycle as lc
-from layotto.supervisor.processes import Handle, Zygote
+from layotto.supervisor.launcher import ChildProcess
 
 _DOWN = (lc.State.STOPPED, lc.State.FATAL)
 
@@ -22,8 +22,7 @@ class Child:
     proc: lc.Proc
     component: ComponentConfig | None = None
     address: str = ""
-    launched: Handle | None = None
-    zygote: Zygote | None = None  # the zygote's link, for role "zygote"
+    process: ChildProcess | None = None  # while it runs (set and cleared by the loop)
     forked_from: str = ""  # for workers and the API: the zygote to fork from
     health: str = "UNKNOWN"
     health_reason: str = ""

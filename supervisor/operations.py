@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from layotto.boundary import config as config_module
-from layotto.boundary.config import ConfigError
+from layotto.boundary.config import Config, ConfigError
 from layotto.components.registry import TYPES
 from layotto.supervisor import lifecycle as lc
-from layotto.supervisor.plan import ReloadRefusedError, plan_reload
+from layotto.supervisor.plan import ReloadPlan, ReloadRefusedError, plan_reload
 
 if TYPE_CHECKING:
     from layotto.supervisor.arbiter import Arbiter
@@ -29,17 +29,14 @@ log = logging.getLogger("layotto.supervisor")
 
 def _failed(arbiter: Arbiter, started: float, error: str) -> dict[str, Any]:
     log.error("reload failed, generation %d keeps serving: %s", arbiter.generation, error)
-    arbiter.last_reload = {
-        "ok": False,
-        "error": error,
-        "at": time.time(),
-        "generation": arbiter.generation,
-    }
+    arbiter.record_reload(
+        {"ok": False, "error": error, "at": time.time(), "generation": arbiter.generation}
+    )
     return {
         "ok": False,
         "error": error,
         "generation": arbiter.generation,
-        "seconds": round(time.monotonic() - started, 3),
+        "seconds": round(trio.current_time() - started, 3),
     }
 
 
@@ -75,14 +72,14 @@ async def _stop_all(arbiter: Arbiter, children: list[Child]) -> None:
 async def reload(arbiter: Arbiter) -> dict[str, Any]:
     """Re-read the config and replace every process without failing a call.
 
-    Order: validate everything; start the new workers and the new API
-    process and wait for all of them; only then tell the old API to drain
-    (new connections are steered to the new one, and it stops once its
-    clients have moved, via connection-age GOAWAY); then stop the old
-    workers. Any failure before the switch tears the new generation down
-    and leaves the old one serving.
+    Order: validate everything; start the new zygote and workers, then the
+    new API process, and wait for each to be ready; only then tell the old
+    API to drain (new connections are steered to the new one, and it stops
+    once its clients have moved, via connection-age GOAWAY); then stop the
+    old workers, then the old zygote. Any failure before the switch tears
+    the new generation down and leaves the old one serving.
     """
-    started = time.monotonic()
+    started = trio.current_time()
     old_config = arbiter.config
     try:
         new_config = config_module.load(old_config.source)
@@ -90,41 +87,63 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     except (ConfigError, ReloadRefusedError) as exc:
         return _failed(arbiter, started, str(exc))
     generation = arbiter.generation + 1
-    timeout = new_config.runtime.start_timeout
     log.info("reload: starting generation %d", generation)
     for name in plan.lost_data:
         log.warning("reload: in-memory component %s changed; it restarts empty", name)
+    for name in plan.removed:
+        log.info("reload: component %s is gone from the config; its workers stop", name)
 
-    zygote = arbiter.new_zygote(generation, new_config)  # imports the code as it is on disk now
-    new_workers = [
+    problem, new, routing = await _start_generation(arbiter, generation, new_config, plan)
+    if problem is not None:  # roll back: the old generation never stopped serving
+        await _stop_all(arbiter, new)
+        return _failed(arbiter, started, f"generation {generation} did not start: {problem}")
+    zygote, new_api = new[0], new[-1]
+
+    old_api, old_zygote = arbiter.api, arbiter.children.get(arbiter.zygote_id)
+    old_workers = [w for name in plan.retire for w in arbiter.workers_of(name) if not w.down]
+    old_workers += arbiter.unrouted_workers(before=generation)
+    arbiter.switch_generation(generation, new_config, api=new_api, zygote=zygote, routing=routing)
+    await _retire_api(arbiter, old_api, old_config)
+    await _stop_all(arbiter, old_workers)
+    if old_zygote is not None:  # after its workers, so they are not orphaned
+        await _stop_all(arbiter, [old_zygote])
+    seconds = round(trio.current_time() - started, 3)
+    log.info("reload: generation %d serving (%.2f s)", generation, seconds)
+    arbiter.record_reload(
+        {"ok": True, "at": time.time(), "generation": generation, "seconds": seconds}
+    )
+    return {"ok": True, "generation": generation, "seconds": seconds}
+
+
+async def _start_generation(
+    arbiter: Arbiter, generation: int, config: Config, plan: ReloadPlan
+) -> tuple[str | None, list[Child], dict[str, list[str]]]:
+    """Start ``plan``'s new processes: the zygote and workers, then (once they
+    run) the API process. Returns why they did not all start (None: they
+    did), every child started (zygote first, API last) and the new API's
+    routing: the kept components' workers and the new ones."""
+    timeout = config.runtime.start_timeout
+    zygote = arbiter.new_zygote(generation, config)  # imports the code as it is on disk now
+    workers = [
         arbiter.new_worker(component, generation, zygote.id)
         for component in plan.start
         for _ in range(component.workers)
     ]
+    started = [zygote, *workers]
     routing = {name: list(arbiter.routing[name]) for name in plan.keep}
-    for worker in new_workers:
+    for worker in workers:
         assert worker.component is not None
         routing.setdefault(worker.component.name, []).append(worker.address)
-    problem = await _start_all(arbiter, [zygote, *new_workers], timeout)
-    new_api = None
-    if problem is None:
-        new_api = arbiter.new_api(generation, new_config, routing, zygote.id)
-        problem = await _start_all(arbiter, [new_api], timeout)
-    if problem is not None:  # roll back: the old generation never stopped serving
-        await _stop_all(arbiter, [zygote, *new_workers] + ([new_api] if new_api else []))
-        return _failed(arbiter, started, f"generation {generation} did not start: {problem}")
-    assert new_api is not None
+    problem = await _start_all(arbiter, started, timeout)
+    if problem is not None:
+        return problem, started, routing
+    api = arbiter.new_api(generation, config, routing, zygote.id)
+    started.append(api)
+    return await _start_all(arbiter, [api], timeout), started, routing
 
-    old_api, old_zygote = arbiter.api, arbiter.children.get(arbiter.zygote_id)
-    kept = {address for name in plan.keep for address in arbiter.routing[name]}
-    old_workers = [
-        c
-        for c in arbiter.children.values()
-        if c.role == "worker" and c.generation < generation and c.address not in kept and not c.down
-    ]
-    arbiter.config, arbiter.generation = new_config, generation
-    arbiter.api_id, arbiter.routing = new_api.id, routing
-    arbiter.zygote_id = zygote.id
+
+async def _retire_api(arbiter: Arbiter, old_api: Child, old_config: Config) -> None:
+    """Let the previous API process drain its clients and exit; returns once it is down."""
     if old_api.up:
         arbiter.tell(old_api, {"cmd": "drain"})
         runtime = old_config.runtime
@@ -134,18 +153,6 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
         arbiter.stop_child(old_api)
     await arbiter.wait_until(lambda: old_api.down)  # bounded by its escalation timer
     arbiter.forget([old_api])
-    await _stop_all(arbiter, old_workers)
-    if old_zygote is not None:  # after its workers, so they are not orphaned
-        await _stop_all(arbiter, [old_zygote])
-    seconds = round(time.monotonic() - started, 3)
-    log.info("reload: generation %d serving (%.2f s)", generation, seconds)
-    arbiter.last_reload = {
-        "ok": True,
-        "at": time.time(),
-        "generation": generation,
-        "seconds": seconds,
-    }
-    return {"ok": True, "generation": generation, "seconds": seconds}
 
 
 async def scale(arbiter: Arbiter, name: Any, count: Any) -> dict[str, Any]:

@@ -18,8 +18,10 @@ import trio
 from layotto.boundary.addresses import worker_address
 from layotto.boundary.config import Address, Config
 from layotto.supervisor.actuator import serve_actuator
-from layotto.supervisor.arbiter import Arbiter, preforking, zygote_spec
+from layotto.supervisor.arbiter import Arbiter
+from layotto.supervisor.child_specs import zygote_spec
 from layotto.supervisor.control import serve_control
+from layotto.supervisor.process_launcher import ProcessLauncher, preforking
 from layotto.supervisor.processes import Preforked, become_subreaper, prefork_zygote
 from layotto.supervisor.run_directory import StartupError, claim_run_dirs, socket_path
 
@@ -76,7 +78,7 @@ async def supervise(config: Config, preforked: Preforked | None = None) -> None:
     with claim_run_dirs(config) as run_dir:
         check_port_free(config.listeners.grpc, "gRPC")
         http = await bind_http(config.listeners.http)
-        arbiter = Arbiter(config, run_dir, preforked=preforked)
+        arbiter = Arbiter(config, run_dir, ProcessLauncher(preforked))
         log.info(
             "layotto starting: config %s, gRPC %s, HTTP %s, run dir %s",
             config.source,

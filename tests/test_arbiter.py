@@ -1,0 +1,420 @@
+"""The supervisor's decisions, driven through the fake launcher: no process runs.
+
+Reload order and rollback, scaling with retire-before-stop, stop order, one
+operation at a time and crash loops, asserted on the order of what the
+arbiter asked the launcher to do. Time is trio's MockClock (autojump) where
+a timeout or back-off matters, so nothing here sleeps for real.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from layotto.boundary import config
+from layotto.supervisor import health
+from layotto.supervisor import lifecycle as lc
+from layotto.supervisor.arbiter import Arbiter
+from tests.fake_launcher import FakeLauncher, Script
+
+# Generation 1: zygote@1, helloworld#0, cache#0, cache#1, locks#0, api@1.
+# A reload replaces all but locks#0 (in memory, unchanged: its data stays).
+CONFIG = """
+listeners: {grpc: "127.0.0.1:1", http: "127.0.0.1:2"}
+hellos: {helloworld: {type: helloworld}}
+state: {cache: {type: redis, workers: 2, metadata: {redisHost: "127.0.0.1:6379"}}}
+lock: {locks: {type: in-memory}}
+"""
+OLD_WORKERS = ("helloworld#0", "cache#0", "cache#1")
+NEW_WORKERS = ("helloworld#1", "cache#2", "cache#3")
+LIMIT = 600  # virtual seconds: far above any timeout the supervisor uses
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "layotto.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture
+def launcher() -> FakeLauncher:
+    return FakeLauncher()
+
+
+@asynccontextmanager
+async def supervising(
+    config_file: Path, launcher: FakeLauncher, *, wait_ready: bool = True
+) -> AsyncIterator[Arbiter]:
+    """A running arbiter over the fake launcher; cancelled on the way out."""
+    arbiter = Arbiter(config.load(str(config_file), environ={}), str(config_file.parent), launcher)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(arbiter.run)
+        if wait_ready:
+            with trio.fail_after(LIMIT):
+                await arbiter.wait_until(lambda: all(c.up for c in arbiter.children.values()))
+        yield arbiter
+        nursery.cancel_scope.cancel()
+
+
+class Pending:
+    """A command under way in the background; ``answer`` is {} until it is answered."""
+
+    def __init__(self) -> None:
+        self.answer: dict[str, Any] = {}
+        self.answered = trio.Event()
+
+    @classmethod
+    async def start(
+        cls, nursery: trio.Nursery, arbiter: Arbiter, name: str, args: dict[str, Any] | None = None
+    ) -> Pending:
+        pending = cls()
+
+        async def run() -> None:
+            pending.answer = await arbiter.command(name, args)
+            pending.answered.set()
+
+        nursery.start_soon(run)
+        await trio.testing.wait_all_tasks_blocked()
+        return pending
+
+    async def wait(self) -> dict[str, Any]:
+        with trio.fail_after(LIMIT):
+            await self.answered.wait()
+        return self.answer
+
+
+# -- reload -------------------------------------------------------------------------
+
+
+async def test_reload_starts_the_new_generation_before_it_stops_the_old(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        kept = arbiter.routing["locks"]
+        with trio.fail_after(LIMIT):
+            answer = await arbiter.command("reload")
+        assert answer["ok"], answer
+        assert answer["generation"] == 2
+
+        at = launcher.index
+        # the new zygote runs before anything is forked from it
+        for worker in NEW_WORKERS:
+            assert at("report", "zygote@2", "ready") < at("spawn", worker)
+            assert launcher.processes[worker].forked_from == "zygote@2"
+        # the new API starts once every new worker is ready, and is forked too
+        assert max(at("report", w, "ready") for w in NEW_WORKERS) < at("spawn", "api@2")
+        assert launcher.processes["api@2"].forked_from == "zygote@2"
+        # switch: the old API drains only once the new one is ready
+        assert at("report", "api@2", "ready") < at("send", "api@1", "drain")
+        # the old workers stop once the old API is gone, the old zygote after them
+        for worker in OLD_WORKERS:
+            assert at("exit", "api@1", 0) < at("signal", worker, "SIGTERM")
+            assert at("exit", worker, 0) < at("signal", "zygote@1", "SIGTERM")
+        # the old API was not signalled: it drains and exits by itself
+        assert launcher.signalled("api@1") == []
+        # the unchanged in-memory worker carries over, and the new API routes to it
+        assert launcher.signalled("locks#0") == []
+        assert arbiter.routing["locks"] == kept
+        assert arbiter.api.spec.workers["locks"] == tuple(kept)  # type: ignore[union-attr]
+
+        assert (arbiter.generation, arbiter.api_id, arbiter.zygote_id) == (2, "api@2", "zygote@2")
+        assert sorted(arbiter.children) == sorted(["zygote@2", "api@2", "locks#0", *NEW_WORKERS])
+        assert arbiter.last_reload is not None and arbiter.last_reload["ok"]
+
+
+async def test_reload_stops_the_workers_of_a_removed_component(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        without_hellos = CONFIG.replace("hellos: {helloworld: {type: helloworld}}\n", "")
+        await trio.Path(config_file).write_text(without_hellos)
+        with trio.fail_after(LIMIT):
+            answer = await arbiter.command("reload")
+        assert answer["ok"], answer
+        assert launcher.signalled("helloworld#0") == ["SIGTERM"]
+        assert "helloworld" not in arbiter.routing
+        assert not any(c.startswith("helloworld") for c in arbiter.children)
+
+
+def assert_generation_1_untouched(launcher: FakeLauncher, arbiter: Arbiter) -> None:
+    assert not launcher.did("send", "api@1", "drain")
+    for child in ("api@1", "zygote@1", "locks#0", *OLD_WORKERS):
+        assert launcher.signalled(child) == [], child
+        assert arbiter.children[child].up, child
+    assert (arbiter.generation, arbiter.api_id, arbiter.zygote_id) == (1, "api@1", "zygote@1")
+
+
+async def test_reload_rolls_back_when_a_new_worker_exits_with_a_config_error(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    launcher.scripts["cache#2"] = Script(exit_status=78)
+    async with supervising(config_file, launcher) as arbiter:
+        with trio.fail_after(LIMIT):
+            answer = await arbiter.command("reload")
+
+        assert not answer["ok"]
+        assert "generation 2 did not start" in answer["error"]
+        assert "cache#2 FATAL" in answer["error"] and "status 78" in answer["error"]
+        assert answer["generation"] == 1
+        assert "api@2" not in launcher.spawned()  # no API for a generation that failed
+        for child in ("zygote@2", "helloworld#1", "cache#3"):
+            assert launcher.signalled(child) == ["SIGTERM"], child
+            assert child not in arbiter.children
+        assert_generation_1_untouched(launcher, arbiter)
+        assert arbiter.last_reload is not None
+        assert arbiter.last_reload["error"] == answer["error"]
+
+
+@pytest.mark.parametrize("never_ready", ["helloworld#1", "api@2"])
+async def test_reload_rolls_back_when_a_new_process_never_gets_ready(
+    config_file: Path,
+    launcher: FakeLauncher,
+    autojump_clock: trio.testing.MockClock,
+    never_ready: str,
+) -> None:
+    launcher.scripts[never_ready] = Script(ready=False)
+    async with supervising(config_file, launcher) as arbiter:
+        start_timeout = arbiter.config.runtime.start_timeout
+        began = trio.current_time()
+        with trio.fail_after(LIMIT):
+            answer = await arbiter.command("reload")
+
+        assert not answer["ok"]
+        assert f"{never_ready} " in answer["error"]
+        assert f"start limit {start_timeout:g} s" in answer["error"]
+        assert trio.current_time() - began >= start_timeout
+        assert never_ready not in arbiter.children
+        assert_generation_1_untouched(launcher, arbiter)
+        # readiness still reports generation 1 serving, and the failed reload
+        ready, components = health.readiness(arbiter)
+        assert ready
+        assert components["last_reload"]["details"]["error"] == answer["error"]
+
+
+async def test_a_second_operation_is_refused_while_one_runs(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    launcher.scripts["zygote@2"] = Script(ready=False)  # keeps the reload waiting
+    async with supervising(config_file, launcher) as arbiter, trio.open_nursery() as nursery:
+        reload = await Pending.start(nursery, arbiter, "reload")
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.did("spawn", "zygote@2"))
+        assert reload.answer == {}  # still under way
+
+        for name, args in (("scale", {"component": "cache", "workers": 3}), ("reload", None)):
+            refused = await arbiter.command(name, args)
+            assert refused == {
+                "ok": False,
+                "error": f"cannot {name}: a reload is under way; try again later",
+            }
+        status = await arbiter.command("status")
+        assert status["operation"] == "reload"
+
+        assert not (await reload.wait())["ok"]  # the zygote never got ready: rolled back
+        assert (await arbiter.command("scale", {"component": "cache", "workers": 3}))["ok"]
+
+
+async def test_sighup_runs_the_same_reload_as_the_command(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        await trio.testing.wait_all_tasks_blocked()  # its signal receiver is installed
+        os.kill(os.getpid(), signal.SIGHUP)
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(lambda: arbiter.last_reload is not None)
+        assert arbiter.last_reload is not None and arbiter.last_reload["ok"]
+        assert (arbiter.generation, arbiter.api_id) == (2, "api@2")
+        assert launcher.index("report", "api@2", "ready") < launcher.index("send", "api@1", "drain")
+
+
+# -- scaling ------------------------------------------------------------------------
+
+
+async def test_scale_up_starts_workers_and_routes_to_them(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        with trio.fail_after(LIMIT):
+            answer = await arbiter.command("scale", {"component": "cache", "workers": 4})
+        assert answer == {"ok": True, "component": "cache", "workers": 4}
+        assert [w.id for w in arbiter.workers_of("cache")] == [f"cache#{n}" for n in range(4)]
+        assert launcher.processes["cache#3"].forked_from == "zygote@1"
+        routes = [m for child, m in launcher.sent if child == "api@1" and m["cmd"] == "workers"]
+        assert routes[-1]["addresses"] == arbiter.routing["cache"]
+        assert len(routes[-1]["addresses"]) == 4
+        # nothing was stopped to scale up
+        assert not any(a[0] == "signal" for a in launcher.actions)
+
+
+async def test_scale_down_stops_a_worker_only_once_the_api_retired_it(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with supervising(config_file, launcher) as arbiter, trio.open_nursery() as nursery:
+        retired = arbiter.children["cache#1"]
+        scale = await Pending.start(nursery, arbiter, "scale", {"component": "cache", "workers": 1})
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.did("send", "api@1", "workers"))
+        assert arbiter.routing["cache"] == [arbiter.children["cache#0"].address]
+
+        await trio.sleep(100)  # calls to it may still be under way: it keeps running
+        assert launcher.signalled("cache#1") == []
+        assert scale.answer == {}
+
+        launcher.processes["api@1"].report({"event": "retired", "address": retired.address})
+        assert await scale.wait() == {"ok": True, "component": "cache", "workers": 1}
+        assert launcher.index("report", "api@1", "retired") < launcher.index(
+            "signal", "cache#1", "SIGTERM"
+        )
+        assert "cache#1" not in arbiter.children
+        assert launcher.signalled("cache#0") == []
+
+
+async def test_a_worker_the_api_never_retired_is_stopped_by_the_next_reload(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        with trio.fail_after(LIMIT):  # scale waits 120 s for the report, then answers
+            answer = await arbiter.command("scale", {"component": "cache", "workers": 1})
+        assert answer["ok"]
+        assert launcher.signalled("cache#1") == [] and arbiter.children["cache#1"].up
+
+        with trio.fail_after(LIMIT):
+            assert (await arbiter.command("reload"))["ok"]
+        assert launcher.index("exit", "api@1", 0) < launcher.index("signal", "cache#1", "SIGTERM")
+        assert "cache#1" not in arbiter.children
+
+
+async def test_scale_refuses_a_second_worker_for_an_in_memory_component(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        answer = await arbiter.command("scale", {"component": "locks", "workers": 2})
+        assert not answer["ok"] and "exactly 1 worker" in answer["error"]
+        assert launcher.spawned().count("locks#1") == 0
+
+
+# -- stopping -----------------------------------------------------------------------
+
+
+async def test_stop_stops_the_api_first_and_the_rest_once_it_is_down(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    launcher.scripts["api@1"] = Script(exits_on_term=False)  # finishing its calls
+    arbiter = Arbiter(config.load(str(config_file), environ={}), str(config_file.parent), launcher)
+    others = ("zygote@1", "locks#0", *OLD_WORKERS)
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(arbiter.run)
+            await arbiter.wait_until(lambda: all(c.up for c in arbiter.children.values()))
+            assert await arbiter.command("stop") == {"ok": True}
+            assert launcher.signalled("api@1") == ["SIGTERM"]
+
+            await trio.sleep(5)  # within its grace: the API is still finishing calls
+            for child in others:
+                assert launcher.signalled(child) == [], child
+
+            launcher.processes["api@1"].exit(0)
+        # arbiter.run returned: every child is down
+    for child in others:
+        assert launcher.index("exit", "api@1", 0) < launcher.index("signal", child, "SIGTERM")
+    assert all(c.down for c in arbiter.children.values())
+
+
+async def test_an_api_that_ignores_sigterm_is_killed_after_its_grace(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    launcher.scripts["api@1"] = Script(exits_on_term=False)
+    arbiter = Arbiter(config.load(str(config_file), environ={}), str(config_file.parent), launcher)
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(arbiter.run)
+            await arbiter.wait_until(lambda: all(c.up for c in arbiter.children.values()))
+            began = trio.current_time()
+            await arbiter.command("stop")
+    grace = arbiter.config.runtime.shutdown_grace + 5.0
+    assert launcher.signalled("api@1") == ["SIGTERM", "SIGKILL"]
+    assert trio.current_time() - began >= grace
+    assert launcher.index("exit", "api@1", -9) < launcher.index("signal", "cache#0", "SIGTERM")
+
+
+# -- restarts -----------------------------------------------------------------------
+
+
+async def test_a_child_that_keeps_crashing_is_fatal_after_five_exits_in_a_minute(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    launcher.scripts["helloworld#0"] = Script(exit_status=1)
+    async with supervising(config_file, launcher, wait_ready=False) as arbiter:
+        child = arbiter.children["helloworld#0"]
+        began = trio.current_time()
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(lambda: child.proc.state == lc.State.FATAL)
+
+        assert launcher.spawned().count("helloworld#0") == lc.CRASH_LOOP_EXITS
+        assert child.proc.restarts == lc.CRASH_LOOP_EXITS - 1
+        assert child.reason().startswith("crash loop: 5 exits within 60 s")
+        # back-off between restarts: at once, then 0.5, 1 and 2 s
+        assert trio.current_time() - began == pytest.approx(3.5)
+        await trio.sleep(LIMIT)  # FATAL is final: no restart however long we wait
+        assert launcher.spawned().count("helloworld#0") == lc.CRASH_LOOP_EXITS
+        alive, components = health.liveness(arbiter)
+        assert not alive and components["helloworld#0"]["status"] == "DOWN"
+
+
+async def test_a_worker_that_cannot_be_built_is_fatal_with_its_own_reason(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    launcher.scripts["cache#1"] = Script(ready=False)
+    async with supervising(config_file, launcher, wait_ready=False) as arbiter:
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.did("spawn", "cache#1"))
+        worker = launcher.processes["cache#1"]
+        worker.report({"event": "fatal", "reason": "redisHost: no port"})
+        worker.exit(78)
+        child = arbiter.children["cache#1"]
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(lambda: child.proc.state == lc.State.FATAL)
+        assert launcher.spawned().count("cache#1") == 1  # a config problem: not restarted
+        status = await arbiter.command("status")
+        row = next(r for r in status["processes"] if r["name"] == "cache#1")
+        assert (row["state"], row["reason"]) == ("FATAL", "redisHost: no port")
+        assert status["ready"]  # cache#0 still serves the component ...
+        assert not health.liveness(arbiter)[0]  # ... but this cannot heal by itself
+
+
+async def test_a_killed_worker_is_restarted_at_once(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        first = launcher.processes["cache#0"]
+        first.exit(-9)
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(
+                lambda: (
+                    launcher.processes["cache#0"] is not first and arbiter.children["cache#0"].up
+                )
+            )
+        assert arbiter.children["cache#0"].proc.restarts == 1
+        assert arbiter.children["cache#0"].proc.pid == launcher.processes["cache#0"].pid
+
+
+async def test_status_lists_every_process_with_its_request_count(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        status = await arbiter.command("status")
+        assert status["ok"] and status["ready"] and status["generation"] == 1
+        assert launcher.did("send", "api@1", "stats")
+        rows = {row["name"]: row for row in status["processes"]}
+        assert sorted(rows) == sorted(["zygote@1", "api@1", "locks#0", *OLD_WORKERS])
+        assert rows["cache#1"]["state"] == "RUNNING"
+        assert rows["cache#1"]["pid"] == launcher.processes["cache#1"].pid
