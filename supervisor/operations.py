@@ -40,25 +40,41 @@ def _failed(arbiter: Arbiter, started: float, error: str) -> dict[str, Any]:
     }
 
 
-async def _start_all(arbiter: Arbiter, children: list[Child], limit: float) -> str | None:
-    """Start children and wait until all run; the reason when they do not."""
+def _serving(child: Child) -> bool:
+    """Up, and for a worker: it has reached its backend (health UP) once."""
+    return child.up and (child.role != "worker" or child.health == "UP")
+
+
+async def _start_all(
+    arbiter: Arbiter, children: list[Child], limit: float, *, reach_backends: bool = False
+) -> str | None:
+    """Start children and wait until all run (with ``reach_backends``: and
+    each worker has reached its backend once); the reason when they do not."""
+    ready = _serving if reach_backends else (lambda c: c.up)
     for child in children:
         arbiter.start(child)
     with trio.move_on_after(limit):
         await arbiter.wait_until(
             lambda: (
-                all(c.up for c in children) or any(c.proc.state == lc.State.FATAL for c in children)
+                all(ready(c) for c in children)
+                or any(c.proc.state == lc.State.FATAL for c in children)
             )
         )
-    failed = [c for c in children if not c.up]
+    failed = [c for c in children if not ready(c)]
     if not failed:
         return None
     if arbiter.stopping:
         return "the sidecar is stopping"
-    states = "; ".join(
-        f"{c.id} {c.proc.state.value}" + (f" ({c.reason()})" if c.reason() else "") for c in failed
+    return f"{'; '.join(_why_not(c) for c in failed)} (start limit {limit:g} s)"
+
+
+def _why_not(child: Child) -> str:
+    if child.up:  # a worker whose backend never answered
+        reason = child.health_reason or "no health report yet"
+        return f"{child.id} cannot reach its backend ({reason})"
+    return f"{child.id} {child.proc.state.value}" + (
+        f" ({child.reason()})" if child.reason() else ""
     )
-    return f"{states} (start limit {limit:g} s)"
 
 
 async def _stop_all(arbiter: Arbiter, children: list[Child]) -> None:
@@ -134,7 +150,9 @@ async def _start_generation(
     for worker in workers:
         assert worker.component is not None
         routing.setdefault(worker.component.name, []).append(worker.address)
-    problem = await _start_all(arbiter, started, timeout)
+    # A generation whose workers cannot reach their backends would go live
+    # and fail every call: it must not take traffic (rolled back instead).
+    problem = await _start_all(arbiter, started, timeout, reach_backends=True)
     if problem is not None:
         return problem, started, routing
     api = arbiter.new_api(generation, config, routing, zygote.id)

@@ -32,6 +32,7 @@ class Script:
     """How a fake child behaves, each time it is spawned."""
 
     ready: bool = True  # report ready at once (and, as a worker, its backend UP)
+    backend_down: str = ""  # as a worker: report its backend DOWN with this reason instead
     exit_status: int | None = None  # instead: exit at once with this status
     exits_on_term: bool = True  # SIGTERM makes it exit 0 (SIGKILL always kills it)
     exits_on_drain: bool = True  # an API process told to drain exits 0 (as it would)
@@ -127,7 +128,9 @@ class FakeLauncher:
             process.exit(script.exit_status)
         elif script.ready:
             process.report({"event": "ready"})
-            if spec.role == "worker":  # as a real worker, once its backend answered
+            if spec.role == "worker" and script.backend_down:
+                process.report({"event": "health", "status": "DOWN", "reason": script.backend_down})
+            elif spec.role == "worker":  # as a real worker, once its backend answered
                 process.report({"event": "health", "status": "UP"})
         return process
 

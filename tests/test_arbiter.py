@@ -174,6 +174,23 @@ async def test_reload_rolls_back_when_a_new_worker_exits_with_a_config_error(
         assert arbiter.last_reload["error"] == answer["error"]
 
 
+async def test_reload_rolls_back_when_a_new_worker_cannot_reach_its_backend(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A new generation takes traffic only once each of its workers has
+    reached its backend: one on a Redis that is not there is a failed reload
+    (it went live and every call failed until the next reload)."""
+    launcher.scripts["cache#3"] = Script(backend_down="redis at 127.0.0.1:1: refused")
+    async with supervising(config_file, launcher) as arbiter:
+        with trio.fail_after(LIMIT):
+            answer = await arbiter.command("reload")
+
+        assert not answer["ok"]
+        assert "cache#3 cannot reach its backend (redis at 127.0.0.1:1: refused)" in answer["error"]
+        assert "api@2" not in launcher.spawned()
+        assert_generation_1_untouched(launcher, arbiter)
+
+
 @pytest.mark.parametrize("never_ready", ["helloworld#1", "api@2"])
 async def test_reload_rolls_back_when_a_new_process_never_gets_ready(
     config_file: Path,

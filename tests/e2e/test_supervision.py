@@ -15,10 +15,12 @@ from typing import Any
 
 import grpc
 import pytest
+import redis
 
+from layotto.components import keys
 from layotto.proto import runtime_pb2 as pb
 from layotto.proto import runtime_pb2_grpc
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 from tests.sidecar import LAYOTTO, REPO, Sidecar, running_sidecar
 
 STANDALONE = REPO / "configs" / "standalone.yaml"
@@ -264,10 +266,17 @@ def test_check_reports_every_problem(tmp_path: Path) -> None:
     assert "bogus" in result.stderr
 
 
-def test_component_that_cannot_start_is_fatal_and_not_ready(tmp_path: Path) -> None:
-    # A valid config (bad values are refused by the check), but biggerThan
-    # needs the sequencer's Redis at start, and nothing listens there.
-    dead = f"127.0.0.1:{free_port()}"
+def test_component_that_cannot_start_is_fatal_and_not_ready(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # A valid config (bad values are refused by the check) and a reachable
+    # Redis, which refuses to raise the biggerThan floor: the key holds text.
+    # Restarting cannot fix that (an unreachable Redis, which can come back,
+    # is waited for instead: tests/e2e/test_recovery.py).
+    stored = keys.sequencer_rules("none", "broken", "").stored("k")
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    client.set(stored, "not a number")
+    client.close()
     config = tmp_path / "broken.yaml"
     config.write_text(
         "listeners:\n"
@@ -275,7 +284,7 @@ def test_component_that_cannot_start_is_fatal_and_not_ready(tmp_path: Path) -> N
         "  http: '127.0.0.1:${LAYOTTO_HTTP_PORT}'\n"
         "hellos: {helloworld: {type: helloworld}}\n"
         "sequencer: {broken: {type: redis, biggerThan: {k: 1}, "
-        f"metadata: {{redisHost: '{dead}', dialTimeout: 500, maxRetries: 0}}}}}}\n"
+        f"metadata: {{redisHost: '{redis_server.address}', keyPrefix: none}}}}}}\n"
     )
     sidecar = Sidecar(config)
     try:
@@ -284,7 +293,7 @@ def test_component_that_cannot_start_is_fatal_and_not_ready(tmp_path: Path) -> N
         sidecar.wait_for_log(r"api@1: STARTING -> RUNNING")
         code, ready = http_get(sidecar, "/actuator/health/readiness")
         assert code == 503 and ready["status"] == "DOWN"
-        assert dead in ready["components"]["broken"]["details"]["reason"]
+        assert redis_server.address in ready["components"]["broken"]["details"]["reason"]
         assert http_get(sidecar, "/actuator/health/liveness")[0] == 503
         # the rest of the sidecar keeps serving
         assert hello(sidecar) == "greeting, x"

@@ -104,7 +104,8 @@ def test_new_generation_that_cannot_start_is_rolled_back(sidecar: Sidecar) -> No
     with Load(sidecar.target) as load:
         load.wait_for_calls(100)
         # Valid (bad values are refused before anything changes), but the new
-        # sequencer's biggerThan needs a Redis where nothing listens.
+        # sequencer's Redis is not there: a generation that cannot reach its
+        # backends must not take traffic (it did, and every call failed).
         dead = f"127.0.0.1:{free_port()}"
         sequencer = (
             "sequencer: {sequencer_demo: {type: redis, biggerThan: {k: 1}, "
@@ -113,11 +114,12 @@ def test_new_generation_that_cannot_start_is_rolled_back(sidecar: Sidecar) -> No
         broken = "\n".join(
             sequencer if line.startswith("sequencer:") else line
             for line in redis_config().splitlines()
-        )
+        ).replace("request_timeout: 10", "request_timeout: 10, start_timeout: 3")
         Path(sidecar.config).write_text(broken)
         result = sidecar.cli("reload", timeout=120)
         assert result.returncode == 1
-        assert "did not start" in result.stderr and "FATAL" in result.stderr
+        assert "did not start" in result.stderr
+        assert f"cannot reach its backend (redis at {dead}" in result.stderr
         load.wait_for_calls(100)
         assert_clean(load)
     status = sidecar.cli("status").stdout
