@@ -18,7 +18,7 @@ from layotto.boundary import config as config_module
 from layotto.boundary.config import Config, ConfigError
 from layotto.components.registry import TYPES
 from layotto.supervisor import lifecycle as lc
-from layotto.supervisor.plan import ReloadPlan, ReloadRefusedError, plan_reload
+from layotto.supervisor.plan import ReloadPlan, ReloadRefusedError, plan_reload, with_fresh_start
 
 if TYPE_CHECKING:
     from layotto.supervisor.arbiter import Arbiter
@@ -102,6 +102,10 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
         plan = plan_reload(old_config, new_config)
     except (ConfigError, ReloadRefusedError) as exc:
         return _failed(arbiter, started, str(exc))
+    dead = [n for n in plan.keep if not any(not w.down for w in arbiter.workers_of(n))]
+    for name in dead:
+        log.warning("reload: component %s has no live worker; it gets a fresh start", name)
+    plan = with_fresh_start(plan, new_config, dead)
     generation = arbiter.generation + 1
     log.info("reload: starting generation %d", generation)
     for name in plan.lost_data:
@@ -116,7 +120,8 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     zygote, new_api = new[0], new[-1]
 
     old_api, old_zygote = arbiter.api, arbiter.children.get(arbiter.zygote_id)
-    old_workers = [w for name in plan.retire for w in arbiter.workers_of(name) if not w.down]
+    # FATAL ones too: replaced, they must leave the table (liveness reads it).
+    old_workers = [w for name in plan.retire for w in arbiter.workers_of(name)]
     old_workers += arbiter.unrouted_workers(before=generation)
     arbiter.switch_generation(generation, new_config, api=new_api, zygote=zygote, routing=routing)
     await _retire_api(arbiter, old_api, old_config)

@@ -8,7 +8,8 @@ Listener addresses cannot change on reload (clients would be cut off).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from layotto.boundary.config import ComponentConfig, Config
 from layotto.components.registry import TYPES
@@ -53,3 +54,19 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     names = {c.name for c in new.components}
     removed = tuple(c.name for c in old.components if c.name not in names)
     return ReloadPlan(tuple(start), tuple(keep), tuple(retire) + removed, removed, tuple(lost))
+
+
+def with_fresh_start(plan: ReloadPlan, new: Config, names: Iterable[str]) -> ReloadPlan:
+    """``plan``, with kept components ``names`` started anew instead: a kept
+    component with no live worker (FATAL after a crash loop) would otherwise
+    stay dead through every reload. Its data went with its process already."""
+    restart = [name for name in plan.keep if name in set(names)]
+    if not restart:
+        return plan
+    fresh = tuple(c for c in new.components if c.name in restart)
+    return replace(
+        plan,
+        start=plan.start + fresh,
+        keep=tuple(name for name in plan.keep if name not in restart),
+        retire=plan.retire + tuple(restart),
+    )

@@ -435,3 +435,39 @@ async def test_status_lists_every_process_with_its_request_count(
         assert sorted(rows) == sorted(["zygote@1", "api@1", "locks#0", *OLD_WORKERS])
         assert rows["cache#1"]["state"] == "RUNNING"
         assert rows["cache#1"]["pid"] == launcher.processes["cache#1"].pid
+
+
+# -- a reload heals what a restart could not ---------------------------------------
+
+
+@pytest.mark.parametrize("crashing", ["locks#0", "cache#1"])
+async def test_a_reload_gives_a_fatal_component_a_fresh_start_and_forgets_the_fatal_entry(
+    config_file: Path,
+    launcher: FakeLauncher,
+    autojump_clock: trio.testing.MockClock,
+    crashing: str,
+) -> None:
+    """locks is in memory with an unchanged config, so a reload used to keep
+    its (FATAL, processless) worker: "generation 2 serving" and NOT READY for
+    good. And a FATAL entry a reload did replace stayed in the table, so
+    liveness said DOWN on a healthy sidecar forever."""
+    launcher.scripts[crashing] = Script(exit_status=1)
+    async with supervising(config_file, launcher, wait_ready=False) as arbiter:
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(
+                lambda: arbiter.children[crashing].proc.state == lc.State.FATAL
+            )
+        assert not health.liveness(arbiter)[0]
+
+        with trio.fail_after(LIMIT):
+            answer = await arbiter.command("reload")
+
+        assert answer["ok"], answer
+        assert crashing not in arbiter.children  # replaced, and forgotten
+        component = crashing.split("#")[0]
+        assert [w.up for w in arbiter.workers_of(component)] == [True] * len(
+            arbiter.workers_of(component)
+        )
+        assert arbiter.workers_of(component)
+        assert health.liveness(arbiter)[0]
+        assert health.readiness(arbiter)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from layotto.boundary.config import Config, parse
-from layotto.supervisor.plan import ReloadRefusedError, plan_reload
+from layotto.supervisor.plan import ReloadRefusedError, plan_reload, with_fresh_start
 
 BASE = """
 listeners: {grpc: "127.0.0.1:34904", http: "127.0.0.1:34999"}
@@ -73,3 +73,11 @@ def test_run_dir_change_is_refused() -> None:
     new = config(BASE + "runtime: {run_dir: /tmp/elsewhere}\n")
     with pytest.raises(ReloadRefusedError, match="run_dir"):
         plan_reload(config(), new)
+
+
+def test_a_kept_component_without_a_live_worker_gets_a_fresh_start() -> None:
+    plan = with_fresh_start(plan_reload(config(), config()), config(), ["locks"])
+    assert sorted(c.name for c in plan.start) == ["cache", "helloworld", "locks"]
+    assert plan.keep == ("mem",)
+    assert sorted(plan.retire) == ["cache", "helloworld", "locks"]
+    assert with_fresh_start(plan, config(), ["cache"]) == plan  # not kept: nothing to change
