@@ -464,7 +464,7 @@ async def test_a_reload_gives_a_fatal_component_a_fresh_start_and_forgets_the_fa
 
         assert answer["ok"], answer
         assert crashing not in arbiter.children  # replaced, and forgotten
-        component = crashing.split("#")[0]
+        component = crashing.split("#", maxsplit=1)[0]
         assert [w.up for w in arbiter.workers_of(component)] == [True] * len(
             arbiter.workers_of(component)
         )
