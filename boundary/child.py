@@ -1,7 +1,8 @@
 """What every child process of the supervisor shares: its control link and fate.
 
 The supervisor hands each child one end of a socketpair (fd number in
-``LAYOTTO_CONTROL_FD``) and its spec as JSON (``LAYOTTO_CHILD_SPEC``).
+``LAYOTTO_CONTROL_FD``) and sends its spec as the first line on it (never in
+the environment, which anyone who may read /proc/<pid>/environ can read).
 Children report ``ready`` and ``health`` over the link; when the link reaches
 EOF the supervisor is gone and the child exits, so no orphan outlives it.
 (PR_SET_PDEATHSIG cannot do this job: it fires when the *thread* that forked
@@ -10,7 +11,6 @@ the child exits, and trio spawns from short-lived worker threads.)
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -19,19 +19,10 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from layotto.boundary.control_link import CONTROL_FD_ENV, SPEC_ENV, ControlLink
+from layotto.boundary.control_link import CONTROL_FD_ENV, ControlLink, read_first_message
 from layotto.boundary.specs import spec_from_json
 
 log = logging.getLogger("layotto.child")
-
-
-def load_spec() -> dict[str, Any]:
-    spec: dict[str, Any] = json.loads(os.environ[SPEC_ENV])
-    return spec
-
-
-def link_from_env() -> ControlLink:
-    return ControlLink(control_socket_from_env())
 
 
 def control_socket_from_env() -> socket.socket:
@@ -60,7 +51,8 @@ def exit_when_supervisor_gone() -> None:
 def run_exec(run: Callable[[Any, ControlLink], int]) -> NoReturn:
     """The ``main`` of an exec'd API process or worker: read the spec and the
     link from the environment, run the role, exit with its status."""
-    spec = spec_from_json(load_spec())
+    sock = control_socket_from_env()
+    spec = spec_from_json(read_first_message(sock))
     setup_logging(spec.label, spec.log_level)
     ignore_terminal_signals()
-    sys.exit(run(spec, link_from_env()))
+    sys.exit(run(spec, ControlLink(sock)))

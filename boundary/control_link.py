@@ -19,9 +19,9 @@ log = logging.getLogger("layotto.control")
 
 Message = dict[str, Any]
 
-# Environment of an exec'd child: the fd of its end of the link, and its spec.
+# Environment of an exec'd child: the fd of its end of the link (its spec is
+# the first line on the link: see ``read_first_message``).
 CONTROL_FD_ENV = "LAYOTTO_CONTROL_FD"
-SPEC_ENV = "LAYOTTO_CHILD_SPEC"
 
 
 def encode(message: Message) -> bytes:
@@ -48,6 +48,25 @@ class LineDecoder:
                 yield message
             else:
                 log.warning("bad line on the %s: %r", self._what, line[:200])
+
+
+def read_first_message(sock: socket.socket) -> Message:
+    """The first line on the link, read without taking any byte after it
+    (those belong to the link's reader): peek, then take up to the newline."""
+    line = b""
+    while True:
+        chunk = sock.recv(65536, socket.MSG_PEEK)
+        if not chunk:
+            raise EOFError("the control link closed before the spec arrived")
+        end = chunk.find(b"\n")
+        if end >= 0:
+            line += sock.recv(end + 1)
+            break
+        line += sock.recv(len(chunk))
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise TypeError(f"the first line on the control link is not a spec: {line[:200]!r}")
+    return message
 
 
 class ControlLink:

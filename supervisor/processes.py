@@ -14,7 +14,6 @@ import array
 import contextlib
 import ctypes
 import importlib
-import json
 import os
 import signal
 import socket
@@ -24,7 +23,8 @@ from typing import Any, Protocol
 
 import trio
 
-from layotto.boundary.control_link import CONTROL_FD_ENV, SPEC_ENV, encode
+from layotto.boundary.control_link import CONTROL_FD_ENV, encode
+from layotto.boundary.control_link_trio import send_message
 from layotto.boundary.specs import ApiSpec, ChildSpec, WorkerSpec, ZygoteSpec
 
 # How long to wait for the zygote's report of a forked worker's exit status
@@ -69,12 +69,13 @@ class Launched:
 
 
 async def launch(spec: ChildSpec) -> Launched:
-    """Exec ``python -m <the spec's role module>`` with ``spec`` in its environment."""
+    """Exec ``python -m <the spec's role module>``; its spec is the first line
+    on its control link. Never the environment: a spec holds the config, with
+    any password in it, and /proc/<pid>/environ outlives nothing."""
     ours, theirs = socket.socketpair()
     try:
         env = dict(os.environ)
         env[CONTROL_FD_ENV] = str(theirs.fileno())
-        env[SPEC_ENV] = json.dumps(spec.to_json())
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", spec.module], pass_fds=(theirs.fileno(),), env=env
         )
@@ -83,7 +84,9 @@ async def launch(spec: ChildSpec) -> Launched:
         raise
     finally:
         theirs.close()
-    return Launched(process, trio.socket.from_stdlib_socket(ours))
+    control = trio.socket.from_stdlib_socket(ours)
+    await send_message(control, spec.to_json())  # buffered: the child reads it at start
+    return Launched(process, control)
 
 
 class _Watched:

@@ -78,7 +78,7 @@ def claim_run_dirs(config: Config) -> Iterator[str]:
             )
         )
         if run_dir != home:
-            os.makedirs(run_dir, mode=0o700, exist_ok=True)
+            _make_private_dir(run_dir)
             stack.enter_context(
                 _locked_pid_file(
                     run_dir,
@@ -107,7 +107,14 @@ def _make_private_dir(path: str) -> None:
 @contextlib.contextmanager
 def _locked_pid_file(directory: str, busy: Callable[[int | None], str]) -> Iterator[None]:
     """Our pid in `directory`'s pid file, exclusively locked while the block runs."""
-    handle = open(pid_path(directory), "a+")  # noqa: SIM115 - closed below
+    path = pid_path(directory)
+    try:
+        # Never through a link: one planted here would have us truncate and
+        # overwrite whatever file it points to.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StartupError(f"cannot open the pid file {path}: {exc.strerror}") from None
+    handle = os.fdopen(fd, "r+")
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

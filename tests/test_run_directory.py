@@ -104,3 +104,42 @@ def test_a_directory_others_can_write_to_is_refused(tmp_path: Path) -> None:
             pass
     finally:
         os.rmdir(home)
+
+
+def test_a_planted_pid_file_link_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    cfg = sidecar_config(tmp_path / "a.yaml")
+    home = config.default_run_dir(cfg.source)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.makedirs(home, mode=0o700)
+    os.symlink(victim, os.path.join(home, "supervisor.pid"))
+    try:
+        with pytest.raises(StartupError, match="pid file"), claim_run_dirs(cfg):
+            pass
+        assert victim.read_text() == "precious\n"
+    finally:
+        shutil.rmtree(home)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a directory of another user needs root")
+def test_a_directory_squatted_by_another_user_is_refused(tmp_path: Path) -> None:
+    """The default directory's name is predictable: another local user may
+    create it first. The sidecar (here: root) must not run inside it."""
+    cfg = sidecar_config(tmp_path / "a.yaml")
+    home = config.default_run_dir(cfg.source)
+    os.makedirs(home, mode=0o700)
+    os.chown(home, 65534, 65534)
+    try:
+        with pytest.raises(StartupError, match="not a private directory"), claim_run_dirs(cfg):
+            pass
+        assert os.listdir(home) == []
+    finally:
+        shutil.rmtree(home)
+
+
+def test_an_own_run_dir_others_can_write_to_is_refused(tmp_path: Path, own_dir: str) -> None:
+    os.makedirs(own_dir, mode=0o777)
+    os.chmod(own_dir, 0o777)
+    cfg = sidecar_config(tmp_path / "a.yaml", extra=f"runtime: {{run_dir: '{own_dir}'}}\n")
+    with pytest.raises(StartupError, match="not a private directory"), claim_run_dirs(cfg):
+        pass

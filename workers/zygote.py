@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from layotto.boundary import child
-from layotto.boundary.control_link import ControlLink, LineDecoder
+from layotto.boundary.control_link import ControlLink, LineDecoder, read_first_message
 from layotto.boundary.specs import ZygoteSpec, spec_from_json
 from layotto.components import registry
 
@@ -137,9 +137,10 @@ def run_prefork(spec_json: dict[str, Any], sock: socket.socket) -> int:
 
 
 def main() -> None:
-    spec = spec_from_json(child.load_spec())
+    sock = child.control_socket_from_env()
+    spec = spec_from_json(read_first_message(sock))
     assert isinstance(spec, ZygoteSpec)
-    sys.exit(run(spec, child.control_socket_from_env()))
+    sys.exit(run(spec, sock))
 
 
 if __name__ == "__main__":

@@ -52,3 +52,28 @@ def test_a_backend_needed_at_start_is_waited_for_not_fatal(tmp_path: Path) -> No
                 assert http_get(sidecar, "/actuator/health/readiness")[0] == 200
                 assert next_id(stub) > 1000  # the floor was applied once Redis came
         assert "FATAL" not in "\n".join(sidecar.lines)
+
+
+def test_no_child_carries_the_config_in_its_environment(tmp_path: Path) -> None:
+    """A child's spec holds the config, passwords included: it travels on the
+    child's control link, never in its environment or command line (readable
+    in /proc by anyone allowed to look at the process)."""
+    secret = "s3cret-in-the-config"
+    config = tmp_path / "layotto.yaml"
+    config.write_text(
+        LISTENERS
+        + RUNTIME
+        + "hellos: {helloworld: {type: helloworld}}\n"
+        + "state: {state_demo: {type: redis, metadata: "
+        + f"{{redisHost: '127.0.0.1:{free_port()}', redisPassword: '{secret}'}}}}}}\n"
+    )
+    # every role exec'd, so each reads its spec as an exec'd process does
+    with running_sidecar(config, {"LAYOTTO_EXEC_ROLES": "api,worker,zygote"}) as sidecar:
+        children = sidecar.children()
+        assert len(children) >= 4  # zygote, API, two workers
+        for pid in children:
+            for view in ("environ", "cmdline"):
+                assert secret.encode() not in Path(f"/proc/{pid}/{view}").read_bytes(), view
+        with sidecar.stub() as stub:
+            hello = stub.SayHello(pb.SayHelloRequest(service_name="helloworld", name="x"))
+            assert hello.hello == "greeting, x"
