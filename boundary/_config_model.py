@@ -6,6 +6,7 @@ objects; child processes rebuild them from JSON with no validation to redo.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -94,6 +95,9 @@ class RuntimeConfig:
     start_timeout: float = 20.0  # time a child may take to report ready
     max_connection_age: float = 5.0  # gRPC GOAWAY age: a hot upgrade drains in about this long
     log_level: str = "INFO"
+    # Open HTTP connections the supervisor serves at once (actuator and /ws
+    # relays): well below the descriptor limit, which the supervisor needs too.
+    max_http_connections: int = 256
 
 
 @dataclass(frozen=True)
@@ -151,14 +155,7 @@ class Config:
                 "grpc": {"host": self.listeners.grpc.host, "port": self.listeners.grpc.port},
                 "http": {"host": self.listeners.http.host, "port": self.listeners.http.port},
             },
-            "runtime": {
-                "run_dir": self.runtime.run_dir,
-                "request_timeout": self.runtime.request_timeout,
-                "shutdown_grace": self.runtime.shutdown_grace,
-                "start_timeout": self.runtime.start_timeout,
-                "max_connection_age": self.runtime.max_connection_age,
-                "log_level": self.runtime.log_level,
-            },
+            "runtime": dataclasses.asdict(self.runtime),
             "components": [
                 {
                     "kind": c.kind,

@@ -43,6 +43,7 @@ _RUNTIME = (
     "start_timeout",
     "max_connection_age",
     "log_level",
+    "max_http_connections",
 )
 _COMPONENT = ("type", "metadata", "workers")
 _KIND_EXTRA = {"hellos": ("hello",), "sequencer": ("biggerThan",)}
@@ -270,8 +271,19 @@ class _Walker:
         level = self.text(body.get("log_level", default.log_level), "runtime.log_level")
         if level is not None and level.upper() not in _LOG_LEVELS:
             self.fail("runtime.log_level", f"one of {', '.join(_LOG_LEVELS)}", _describe(level))
+        http_connections = self.integer(
+            body.get("max_http_connections", default.max_http_connections),
+            "runtime.max_http_connections",
+            16,
+            65536,
+        )
         known = [t for t in times if t is not None]
-        if len(self.problems) > before or level is None or len(known) != len(times):
+        if (
+            len(self.problems) > before
+            or level is None
+            or http_connections is None
+            or len(known) != len(times)
+        ):
             return None
         request_timeout, shutdown_grace, start_timeout, max_connection_age = known
         return RuntimeConfig(
@@ -281,6 +293,7 @@ class _Walker:
             start_timeout,
             max_connection_age,
             level.upper(),
+            http_connections,
         )
 
     def components(self, top: Mapping[str, Any]) -> list[ComponentConfig]:

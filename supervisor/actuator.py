@@ -24,6 +24,7 @@ import trio
 from layotto.boundary.addresses import websocket_socket
 from layotto.supervisor import health
 from layotto.supervisor.arbiter import Arbiter
+from layotto.supervisor.http_connections import Connections, connection_limit, serve_http
 
 log = logging.getLogger("layotto.actuator")
 
@@ -143,39 +144,48 @@ async def _limit_on_stop(arbiter: Arbiter, relay: trio.CancelScope) -> None:
     relay.deadline = trio.current_time() + arbiter.config.runtime.shutdown_grace + _STOP_SLACK
 
 
-async def _serve_one(arbiter: Arbiter, stream: trio.SocketStream) -> None:
+async def _read_request(conn: h11.Connection, stream: trio.SocketStream) -> h11.Request | None:
+    """The request's head; None if the client left or sent something else."""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(4096)
+            if len(data) > _MAX_REQUEST:
+                return None
+            conn.receive_data(data)
+            continue
+        return event if isinstance(event, h11.Request) else None
+
+
+async def _serve_one(arbiter: Arbiter, connections: Connections, stream: trio.SocketStream) -> None:
     async with stream:
         conn = h11.Connection(h11.SERVER)
-        upgrade: h11.Request | None = None
+        request = None
+        # Until its request is in, a connection is idle: it may be closed to
+        # make room for another (see http_connections).
+        with trio.move_on_after(10), connections.idle():
+            request = await _read_request(conn, stream)
+        if request is None:
+            return
+        path = request.target.decode().split("?", 1)[0].rstrip("/")
+        if path == "/ws" and _wants_websocket(request):
+            await _relay_websocket(arbiter, conn, stream, request)  # no time limit
+            return
+        if path == "/ws":
+            status, body = 400, {"error": "/ws needs a WebSocket upgrade request"}
+        else:
+            status, body = route(arbiter, request.method.decode(), request.target.decode())
         with trio.move_on_after(10):
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await stream.receive_some(4096)
-                    if len(data) > _MAX_REQUEST:
-                        return
-                    conn.receive_data(data)
-                    continue
-                if isinstance(event, h11.Request):
-                    path = event.target.decode().split("?", 1)[0].rstrip("/")
-                    if path == "/ws" and _wants_websocket(event):
-                        upgrade = event  # relayed below, without a time limit
-                        break
-                    if path == "/ws":
-                        status, body = 400, {"error": "/ws needs a WebSocket upgrade request"}
-                    else:
-                        status, body = route(arbiter, event.method.decode(), event.target.decode())
-                    await _respond(conn, stream, event, status, body)
-                return
-        if upgrade is not None:
-            await _relay_websocket(arbiter, conn, stream, upgrade)
+            await _respond(conn, stream, request, status, body)
 
 
 async def serve_actuator(arbiter: Arbiter, listener: trio.SocketListener) -> None:
+    connections = Connections(connection_limit(arbiter.config.runtime.max_http_connections))
+
     async def handle(stream: trio.SocketStream) -> None:
         try:
-            await _serve_one(arbiter, stream)
+            await _serve_one(arbiter, connections, stream)
         except (h11.RemoteProtocolError, trio.BrokenResourceError) as exc:
             log.debug("actuator client error: %s", exc)
 
-    await trio.serve_listeners(handle, [listener])
+    await serve_http(listener, connections, handle)

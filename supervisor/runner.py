@@ -21,6 +21,7 @@ from layotto.supervisor.actuator import serve_actuator
 from layotto.supervisor.arbiter import Arbiter
 from layotto.supervisor.child_specs import zygote_spec
 from layotto.supervisor.control import serve_control
+from layotto.supervisor.http_connections import raise_descriptor_limit
 from layotto.supervisor.process_launcher import ProcessLauncher, preforking
 from layotto.supervisor.processes import Preforked, become_subreaper, prefork_zygote
 from layotto.supervisor.run_directory import StartupError, claim_run_dirs, socket_path
@@ -103,6 +104,7 @@ async def _serve_http_until_stop(arbiter: Arbiter, http: trio.SocketListener) ->
 
 def run(config: Config) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    raise_descriptor_limit()  # before any child: they inherit it
     preforked = prefork_zygote(zygote_spec(config, 1)) if preforking() else None
     try:
         trio.run(supervise, config, preforked)

@@ -315,7 +315,7 @@ def test_problem_line_format() -> None:
             {"runtime": {"timeout": 1}},
             "runtime.timeout",
             "run_dir, request_timeout, shutdown_grace, start_timeout, max_connection_age, "
-            "log_level",
+            "log_level, max_http_connections",
             "unknown key 'timeout' (did you mean 'start_timeout'?)",
         ),
         (

@@ -20,6 +20,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_st
 
 from layotto.proto import runtime_pb2 as pb
 from layotto.supervisor import actuator
+from layotto.supervisor.http_connections import Connections
 from tests.sidecar import REPO, Sidecar, running_sidecar
 
 pytestmark = pytest.mark.trio
@@ -472,7 +473,7 @@ async def test_relay_without_an_api_socket_is_503(tmp_path: Path) -> None:
     client, server = trio.testing.memory_stream_pair()
     with trio.fail_after(WAIT):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(actuator._serve_one, FakeArbiter(tmp_path), server)
+            nursery.start_soon(actuator._serve_one, FakeArbiter(tmp_path), Connections(8), server)
             await client.send_all(UPGRADE)
             answer = b""
             while chunk := await client.receive_some(4096):
@@ -502,7 +503,7 @@ async def test_relay_passes_the_request_and_bytes_both_ways(tmp_path: Path) -> N
     with trio.fail_after(WAIT):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(api)
-            nursery.start_soon(actuator._serve_one, FakeArbiter(tmp_path), server)
+            nursery.start_soon(actuator._serve_one, FakeArbiter(tmp_path), Connections(8), server)
             await client.send_all(UPGRADE + b"early")
             assert await read_until(client, b"\r\n\r\n") == (
                 b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
