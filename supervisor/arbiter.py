@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from layotto.boundary.addresses import worker_address
+from layotto.boundary.addresses import state_file, worker_address
 from layotto.boundary.config import ComponentConfig, Config
 from layotto.boundary.control_link_trio import receive_messages, send_message
 from layotto.boundary.specs import ApiSpec, WorkerSpec, ZygoteSpec
@@ -119,6 +119,7 @@ class Arbiter:
             hello=component.hello,
             bigger_than=component.bigger_than,
             app_callback=self._app_callback(),
+            state_file=state_file(self.run_dir, component.name),
         )
         child = Child(
             f"{component.name}#{number}",
