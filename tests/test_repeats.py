@@ -3,8 +3,10 @@ repeatable, and answered definitely (api/nng_client.py, boundary/repeats.py)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +109,12 @@ def test_an_error_answered_to_a_repeat_is_passed_on(monkeypatch: pytest.MonkeyPa
     with pytest.raises(CallError) as failed:
         run()
     assert (failed.value.code, failed.value.message) == (Code.UNAVAILABLE, "redis down")
+
+
+def test_the_design_document_lists_every_rpc_as_declared() -> None:
+    design = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text()
+    listed: dict[str, bool] = {}
+    for row in re.findall(r"^\| (`.+?) \| (yes|no) \|", design, re.MULTILINE):
+        for name in re.findall(r"`(\w+)`", row[0]):
+            listed[name] = row[1] == "yes"
+    assert listed == {name: rpc.repeatable is not None for name, rpc in UNARY.items()}
