@@ -4,8 +4,8 @@ One REQ socket per worker slot (``boundary.nng_requester``), dialled by the
 API, so the API chooses the replica (turns in bursts, or sticky by key) and
 knows which replicas are up from nng's pipe events. Calls are synchronous on
 gRPC's handler threads: the baseline shows pynng's sync API costs a fraction
-of its async bridge. A worker that died holding a request is retried on
-another replica only for idempotent requests.
+of its async bridge. A request whose worker died holding it is sent again
+only when its rpc is declared repeatable (``boundary/rpcs.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from layotto.boundary.nng_requester import (
     Requester,
     RequestSocket,
 )
+from layotto.boundary.repeats import Repeatable
 from layotto.boundary.status import CallError, Code
 
 
@@ -195,6 +196,18 @@ class _Slot:
         self.socket.close()
 
 
+# A repeatable call is sent at most this many times more after lost attempts:
+# enough for a worker killed again while the repeat waits for it, and a request
+# that itself kills every worker it reaches stops well before the
+# supervisor's crash-loop limit (5 exits in 60 s).
+MAX_REPEATS = 2
+
+
+def send_again(repeatable: Repeatable | None, lost: int) -> bool:
+    """After ``lost`` attempts died with their worker, may the call go again?"""
+    return repeatable is not None and lost <= MAX_REPEATS
+
+
 class SlotRetiredError(Exception):
     """The replica was retired after the caller picked it; pick again."""
 
@@ -276,11 +289,16 @@ class WorkerPool:
         *,
         routing_key: str = "",
         sticky: bool = False,
-        idempotent: bool = False,
+        repeatable: Repeatable | None = None,
     ) -> bytes:
-        """Send one request and return the response payload, or raise CallError."""
-        attempts = 2 if idempotent else 1
-        attempt = 0
+        """Send one request and return the response payload, or raise CallError.
+
+        A worker that dies holding the request loses the attempt: a
+        repeatable call is sent again (at most MAX_REPEATS times, to a live
+        replica, within the deadline) and answered definitely; any other
+        call fails with UNAVAILABLE, saying it may or may not have been
+        applied."""
+        lost = 0
         while True:
             slot = self._pick(routing_key, sticky, deadline)
             request_id = next(self._ids)
@@ -295,9 +313,9 @@ class WorkerPool:
                     f"component {self.component!r} did not answer {method} before the deadline",
                 ) from None
             except PeerGoneError:
-                attempt += 1
-                if attempt < attempts:
-                    continue  # nothing can have changed: ask another replica
+                lost += 1
+                if send_again(repeatable, lost):
+                    continue
                 raise CallError(
                     Code.UNAVAILABLE,
                     f"the worker of component {self.component!r} exited while handling "
@@ -309,6 +327,8 @@ class WorkerPool:
                 raise CallError(Code.INTERNAL, "reply does not match its request")
             if reply.code != Code.OK:
                 raise CallError(reply.code, reply.payload.decode(errors="replace"))
+            if lost and repeatable is not None:
+                return repeatable.settle(reply.payload)
             return reply.payload
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from layotto.boundary.repeats import Repeatable
 from layotto.boundary.rpcs import Unary
 from layotto.boundary.status import CallError, Code
 
@@ -41,7 +42,7 @@ class Route:
 
     component: str
     routing_key: str
-    idempotent: bool
+    repeatable: Repeatable | None
     sticky: bool = False
 
 
@@ -58,4 +59,4 @@ def route(rpc: Unary, payload: bytes, components: Components) -> Route:
     rpc.checks(message, component)
     if component not in kind_names:
         raise CallError(Code.INVALID_ARGUMENT, _NOT_FOUND[rpc.kind].format(component))
-    return Route(component, rpc.routing_key(message), rpc.idempotent, rpc.sticky)
+    return Route(component, rpc.routing_key(message), rpc.repeatable, rpc.sticky)

@@ -47,7 +47,7 @@ def _routed(
                 deadline,
                 routing_key=where.routing_key,
                 sticky=where.sticky,
-                idempotent=where.idempotent,
+                repeatable=where.repeatable,
             )
         except CallError as error:
             abort(context, error)

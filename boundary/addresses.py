@@ -32,6 +32,15 @@ def events_address(address: str) -> str:
     return f"{head}/e-{tail}"
 
 
+STATE_PREFIX = "state-"
+
+
+def state_file(run_dir: str, component: str) -> str:
+    """What a component keeps past its worker's death (the in-memory
+    sequencer's id marks); removed when the sidecar stops."""
+    return os.path.join(run_dir, f"{STATE_PREFIX}{component}")
+
+
 def websocket_socket(run_dir: str, generation: int) -> str:
     """The API process of ``generation`` serves WebSocket subscriptions here;
     the supervisor relays ``/ws`` on its HTTP listener to it."""

@@ -42,6 +42,7 @@ from layotto.boundary._rpc_checks import (
     topic_given,
     transaction_keys_given,
 )
+from layotto.boundary.repeats import Repeatable, unlock_settled
 from layotto.proto import runtime_pb2 as pb
 
 # (parsed request, component it names) -> None, or raises CallError
@@ -63,9 +64,11 @@ class Unary:
     checks: Check = no_checks
     # Calls with the same routing key prefer the same worker replica.
     routing_key: RoutingKey = no_routing_key
-    # Only a call that cannot change anything may be re-sent to another
-    # replica when the first one died holding it.
-    idempotent: bool = False
+    # Set when running the call twice gives the same outcome as once: a call
+    # whose worker died holding it is then sent again, to a live replica
+    # (boundary/repeats.py). None: the caller hears it may or may not
+    # have been applied.
+    repeatable: Repeatable | None = None
     # Every call of one routing key goes to the same replica (sequencer WEAK
     # ids are increasing only within one worker's segment).
     sticky: bool = False
@@ -103,7 +106,7 @@ RPCS: tuple[Rpc, ...] = (
         kind="hellos",
         request=pb.SayHelloRequest,
         component_field="service_name",
-        idempotent=True,
+        repeatable=Repeatable("reads only"),
         handler="say_hello",
     ),
     Unary(
@@ -114,7 +117,7 @@ RPCS: tuple[Rpc, ...] = (
         component_field="store_name",
         checks=state_key_given,
         routing_key=by_key,
-        idempotent=True,
+        repeatable=Repeatable("reads only"),
         handler="get_state",
     ),
     Unary(
@@ -123,7 +126,7 @@ RPCS: tuple[Rpc, ...] = (
         kind="state",
         request=pb.GetBulkStateRequest,
         component_field="store_name",
-        idempotent=True,
+        repeatable=Repeatable("reads only"),
         handler="get_bulk_state",
     ),
     Unary(
@@ -133,6 +136,7 @@ RPCS: tuple[Rpc, ...] = (
         request=pb.SaveStateRequest,
         component_field="store_name",
         checks=state_item_keys_given,
+        # not repeatable: a repeat would write its value again over a newer one
         handler="save_state",
     ),
     Unary(
@@ -143,6 +147,7 @@ RPCS: tuple[Rpc, ...] = (
         component_field="store_name",
         checks=state_key_given,
         routing_key=by_key,
+        # not repeatable: a repeat would delete a value written in between
         handler="delete_state",
     ),
     Unary(
@@ -152,6 +157,7 @@ RPCS: tuple[Rpc, ...] = (
         request=pb.DeleteBulkStateRequest,
         component_field="store_name",
         checks=state_item_keys_given,
+        # not repeatable: as DeleteState
         handler="delete_bulk_state",
     ),
     Unary(
@@ -161,6 +167,7 @@ RPCS: tuple[Rpc, ...] = (
         request=pb.ExecuteStateTransactionRequest,
         component_field="storeName",  # sic: Layotto's proto spells it so
         checks=transaction_keys_given,
+        # not repeatable: writes, as SaveState and DeleteState
         handler="execute_state_transaction",
     ),
     Unary(
@@ -171,6 +178,7 @@ RPCS: tuple[Rpc, ...] = (
         component_field="store_name",
         checks=lock_owner_and_expiry_given,
         routing_key=by_resource,
+        # not repeatable: a repeat after a won attempt finds the lock taken: false
         handler="try_lock",
     ),
     Unary(
@@ -181,6 +189,11 @@ RPCS: tuple[Rpc, ...] = (
         component_field="store_name",
         checks=lock_owner_given,
         routing_key=by_resource,
+        repeatable=Repeatable(
+            "only the owner's unlock deletes the lock; a repeat after a lost attempt "
+            "that finds no lock means it is released: SUCCESS",
+            settle=unlock_settled,
+        ),
         handler="unlock",
     ),
     Unary(
@@ -191,6 +204,7 @@ RPCS: tuple[Rpc, ...] = (
         component_field="store_name",
         checks=lock_owner_and_expiry_given,
         routing_key=by_resource,
+        repeatable=Repeatable("sets the expiry to `expire` from now again, for the same owner"),
         handler="lock_keep_alive",
     ),
     Unary(
@@ -202,6 +216,7 @@ RPCS: tuple[Rpc, ...] = (
         checks=sequencer_key_given,
         routing_key=by_key,
         sticky=True,
+        # not repeatable: each run takes another id
         handler="get_next_id",
     ),
     Unary(
@@ -210,7 +225,7 @@ RPCS: tuple[Rpc, ...] = (
         kind="config_store",
         request=pb.GetConfigurationRequest,
         component_field="store_name",
-        idempotent=True,
+        repeatable=Repeatable("reads only"),
         handler="get_configuration",
     ),
     Unary(
@@ -219,6 +234,7 @@ RPCS: tuple[Rpc, ...] = (
         kind="config_store",
         request=pb.SaveConfigurationRequest,
         component_field="store_name",
+        # not repeatable: as SaveState
         handler="save_configuration",
     ),
     Unary(
@@ -227,6 +243,7 @@ RPCS: tuple[Rpc, ...] = (
         kind="config_store",
         request=pb.DeleteConfigurationRequest,
         component_field="store_name",
+        # not repeatable: as DeleteState
         handler="delete_configuration",
     ),
     Stream("SubscribeConfiguration", kind="config_store"),
@@ -237,6 +254,7 @@ RPCS: tuple[Rpc, ...] = (
         request=pb.PublishEventRequest,
         component_field="pubsub_name",
         checks=topic_given,
+        # not repeatable: a repeat publishes the event twice
         handler="publish_event",
     ),
     Stream("SubscribeTopicEvents", kind="pub_subs"),

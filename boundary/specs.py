@@ -34,6 +34,9 @@ class WorkerSpec:
     hello: str | None = None  # kind hellos only
     bigger_than: Mapping[str, int] = field(default_factory=FrozenMap[int])  # kind sequencer
     app_callback: str | None = None  # "host:port" of the app's AppCallback server
+    # A file for what must outlive the worker process (addresses.state_file);
+    # only component types that declare it use it (registry.ComponentType).
+    state_file: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", FrozenMap(self.metadata))

@@ -56,6 +56,10 @@ class ComponentType:
     # The parser of each key of ``metadata``, shared with the backend or block
     # that reads it: config validation runs it on every value given.
     readers: Mapping[str, Read] = field(default_factory=dict)
+    # The factory also takes ``state_file=``: a file in the run directory that
+    # outlives the worker process (what must survive a crash, such as the
+    # in-memory sequencer's marks), or None.
+    state_file: bool = False
 
 
 _REDIS = _redis_settings.READERS
@@ -111,6 +115,7 @@ _TYPES = [
         {**_KEY_PREFIX, "segmentStep": "ids reserved per WEAK segment, default 10000"},
         single_process=True,
         readers={**_PREFIX, **_STEP},
+        state_file=True,
     ),
     ComponentType(
         "sequencer",
@@ -170,9 +175,20 @@ def types_of(kind: str) -> list[str]:
     return sorted(t.type for t in _TYPES if t.kind == kind)
 
 
-def build(kind: str, type_: str, name: str, metadata: Mapping[str, str], app_id: str) -> Any:
-    """Import the backend and construct it (worker side only)."""
+def build(
+    kind: str,
+    type_: str,
+    name: str,
+    metadata: Mapping[str, str],
+    app_id: str,
+    *,
+    state_file: str | None = None,
+) -> Any:
+    """Import the backend and construct it (worker side only). ``state_file``
+    reaches only a factory whose type declares it takes one."""
     spec = TYPES[(kind, type_)]
     module_name, func_name = spec.factory.split(":")
     factory: Callable[..., Any] = getattr(importlib.import_module(module_name), func_name)
+    if spec.state_file and state_file:
+        return factory(name, metadata, app_id, state_file=state_file)
     return factory(name, metadata, app_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from layotto.boundary.addresses import worker_address
+from layotto.boundary.addresses import state_file, worker_address
 from layotto.boundary.config import ComponentConfig, Config
 from layotto.boundary.specs import ApiSpec, WorkerSpec, ZygoteSpec
 from layotto.supervisor import lifecycle as lc
@@ -52,6 +52,7 @@ def worker_child(
         hello=component.hello,
         bigger_than=component.bigger_than,
         app_callback=_app_callback(config),
+        state_file=state_file(run_dir, component.name),
     )
     return Child(
         f"{component.name}#{slot}",

@@ -17,7 +17,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 
-from layotto.boundary.addresses import control_socket, pid_file
+from layotto.boundary.addresses import STATE_PREFIX, control_socket, pid_file
 from layotto.boundary.config import Config, default_run_dir
 
 
@@ -59,8 +59,9 @@ def holds_pid_file(run_dir: str) -> bool:
 def claim_run_dirs(config: Config) -> Iterator[str]:
     """Hold the sidecar's directories while the block runs; yields the run directory.
 
-    Raises StartupError if another sidecar holds them. On the way out the pid
-    files and the link go, and so does the path-keyed directory once empty.
+    Raises StartupError if another sidecar holds them. On the way out the
+    components' state files, the pid files and the link go, and so does the
+    path-keyed directory once empty.
     """
     home = default_run_dir(config.source)
     run_dir = config.run_dir()
@@ -89,6 +90,7 @@ def claim_run_dirs(config: Config) -> Iterator[str]:
                 )
             )
             stack.enter_context(_link(socket_path(run_dir), socket_path(home)))
+        stack.callback(_remove_state_files, run_dir)  # first: every worker has stopped
         yield run_dir
 
 
@@ -142,6 +144,16 @@ def _link(target: str, link: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(link)
+
+
+def _remove_state_files(run_dir: str) -> None:
+    """What components kept past their workers' deaths lives as long as the
+    sidecar: in-memory data is gone after a stop by design."""
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(run_dir):
+            if name.startswith(STATE_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(run_dir, name))
 
 
 def _remove_if_empty(path: str) -> None:

@@ -8,6 +8,7 @@ from google.protobuf.message import Message
 from layotto.api import routes
 from layotto.api.routes import Components, Route
 from layotto.boundary.frames import METHODS
+from layotto.boundary.repeats import Repeatable
 from layotto.boundary.rpcs import UNARY
 from layotto.boundary.status import CallError, Code
 from layotto.proto import runtime_pb2 as pb
@@ -272,18 +273,19 @@ def test_malformed_bytes_are_invalid_argument(name: str, payload: bytes) -> None
 
 # -- route fields -------------------------------------------------------------------
 
+READS = Repeatable("reads only")
 ROUTES = {
-    "SayHello": Route("quick_start_demo", "", idempotent=True),
-    "GetState": Route("redis", "k", idempotent=True),
-    "GetBulkState": Route("redis", "", idempotent=True),
-    "SaveState": Route("redis", "", idempotent=False),
-    "DeleteState": Route("redis", "k", idempotent=False),
-    "DeleteBulkState": Route("redis", "", idempotent=False),
-    "ExecuteStateTransaction": Route("redis", "", idempotent=False),
-    "TryLock": Route("redis", "r", idempotent=False),
-    "Unlock": Route("redis", "r", idempotent=False),
-    "LockKeepAlive": Route("redis", "r", idempotent=False),
-    "GetNextId": Route("redis", "order", idempotent=False, sticky=True),
+    "SayHello": Route("quick_start_demo", "", READS),
+    "GetState": Route("redis", "k", READS),
+    "GetBulkState": Route("redis", "", READS),
+    "SaveState": Route("redis", "", None),
+    "DeleteState": Route("redis", "k", None),
+    "DeleteBulkState": Route("redis", "", None),
+    "ExecuteStateTransaction": Route("redis", "", None),
+    "TryLock": Route("redis", "r", None),
+    "Unlock": Route("redis", "r", UNARY["Unlock"].repeatable),
+    "LockKeepAlive": Route("redis", "r", UNARY["LockKeepAlive"].repeatable),
+    "GetNextId": Route("redis", "order", None, sticky=True),
 }
 
 
@@ -292,12 +294,14 @@ def test_route_fields(name: str) -> None:
     assert route(name, VALID[name]) == ROUTES[name]
 
 
-def test_only_reads_are_idempotent_and_only_the_sequencer_is_sticky() -> None:
-    assert {n for n, s in UNARY.items() if s.idempotent} == {
+def test_reads_and_the_owners_lock_calls_are_repeatable_and_only_the_sequencer_is_sticky() -> None:
+    assert {n for n, s in UNARY.items() if s.repeatable} == {
         "SayHello",
         "GetState",
         "GetBulkState",
         "GetConfiguration",
+        "Unlock",
+        "LockKeepAlive",
     }
     assert {n for n, s in UNARY.items() if s.sticky} == {"GetNextId"}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from layotto.boundary import config
+from layotto.boundary.addresses import state_file
 from layotto.supervisor.run_directory import (
     StartupError,
     claim_run_dirs,
@@ -45,6 +46,14 @@ def test_the_path_keyed_directory_is_private_locked_and_removed_after(tmp_path: 
         assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
         assert holds_pid_file(home) and read_pid(home) == os.getpid()
     assert not os.path.exists(home)
+
+
+def test_components_state_files_go_with_the_sidecar(tmp_path: Path) -> None:
+    cfg = sidecar_config(tmp_path / "a.yaml")
+    with claim_run_dirs(cfg) as run_dir:
+        for name in ("seq", "seq.tmp"):
+            Path(state_file(run_dir, name)).write_text("")
+    assert not os.path.exists(run_dir)
 
 
 def test_a_second_claim_from_the_same_file_is_refused_whatever_its_ports(tmp_path: Path) -> None:

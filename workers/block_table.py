@@ -33,7 +33,9 @@ def open_block(spec: WorkerSpec) -> Block:
     metadata = dict(spec.metadata)
     if spec.kind == "hellos" and spec.hello is not None:
         metadata.setdefault("hello", spec.hello)
-    component = registry.build(spec.kind, spec.type, spec.name, metadata, spec.app_id)
+    component = registry.build(
+        spec.kind, spec.type, spec.name, metadata, spec.app_id, state_file=spec.state_file
+    )
     try:
         return BLOCKS[spec.kind](spec, component)
     except BaseException:

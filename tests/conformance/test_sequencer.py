@@ -22,7 +22,9 @@ from layotto.components.sequencer.redis import RedisSequencer
 from layotto.components.sequencer.segments import DEFAULT_STEP, SegmentCache
 from tests.redis_server import free_port
 
-BACKENDS = ["in-memory", pytest.param("redis", marks=pytest.mark.redis)]
+# "in-memory, marks": as the sidecar runs it, with a state file; every handle
+# is a new store on that file, as a restarted worker is.
+BACKENDS = ["in-memory", "in-memory, marks", pytest.param("redis", marks=pytest.mark.redis)]
 
 Opener = Callable[..., SequencerStore]
 
@@ -35,6 +37,8 @@ def open_store(request: pytest.FixtureRequest) -> Iterator[Opener]:
     so every handle is that object.
     """
     base = {"redisHost": request.getfixturevalue("redis_addr")} if request.param == "redis" else {}
+    type_, _, marks = request.param.partition(", ")
+    state_file = str(request.getfixturevalue("tmp_path") / "state-seq") if marks else None
     opened: list[SequencerStore] = []
     memory: list[SequencerStore] = []
 
@@ -42,7 +46,9 @@ def open_store(request: pytest.FixtureRequest) -> Iterator[Opener]:
         if memory and metadata is None:
             return memory[0]
         merged = {**base, **(metadata or {})}
-        store: SequencerStore = build("sequencer", request.param, "seq", merged, "app")
+        store: SequencerStore = build(
+            "sequencer", type_, "seq", merged, "app", state_file=state_file
+        )
         opened.append(store)
         if request.param == "in-memory" and metadata is None:
             memory.append(store)
