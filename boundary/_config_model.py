@@ -86,6 +86,12 @@ class Listeners:
     http: Address
 
 
+# gRPC's default limit on a received message (its send limit defaults to none):
+# what a subscriber with default settings can take.
+GRPC_DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
+DEFAULT_MAX_EVENT_SIZE = GRPC_DEFAULT_MAX_RECEIVE
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     run_dir: str | None = None  # control socket, pid file, ipc sockets; None: Config.run_dir()
@@ -94,6 +100,13 @@ class RuntimeConfig:
     start_timeout: float = 20.0  # time a child may take to report ready
     max_connection_age: float = 5.0  # gRPC GOAWAY age: a hot upgrade drains in about this long
     log_level: str = "INFO"
+    # Bytes. The API's gRPC server: largest request it accepts, largest
+    # message it sends (None: no limit, gRPC's default).
+    max_receive_message_size: int = GRPC_DEFAULT_MAX_RECEIVE
+    max_send_message_size: int | None = None
+    # Largest gRPC message delivering one pub/sub event may take: publish
+    # refuses an event that would not fit in a subscriber's receive limit.
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,9 @@ class Config:
                 "start_timeout": self.runtime.start_timeout,
                 "max_connection_age": self.runtime.max_connection_age,
                 "log_level": self.runtime.log_level,
+                "max_receive_message_size": self.runtime.max_receive_message_size,
+                "max_send_message_size": self.runtime.max_send_message_size,
+                "max_event_size": self.runtime.max_event_size,
             },
             "components": [
                 {

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from layotto.boundary._config_model import Config, FrozenMap
+from layotto.boundary._config_model import DEFAULT_MAX_EVENT_SIZE, Config, FrozenMap
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class WorkerSpec:
     hello: str | None = None  # kind hellos only
     bigger_than: Mapping[str, int] = field(default_factory=FrozenMap[int])  # kind sequencer
     app_callback: str | None = None  # "host:port" of the app's AppCallback server
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE  # kind pub_subs: runtime.max_event_size
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", FrozenMap(self.metadata))

@@ -119,6 +119,7 @@ class Arbiter:
             hello=component.hello,
             bigger_than=component.bigger_than,
             app_callback=self._app_callback(),
+            max_event_size=self.config.runtime.max_event_size,
         )
         child = Child(
             f"{component.name}#{number}",
