@@ -15,7 +15,6 @@ from layotto.components.errors import InvalidRequestError
 from layotto.components.pubsub.cloudevents import (
     LAST_ERROR_MAX_BYTES,
     dead_letter,
-    dead_letter_size,
     delivered_size,
     dump,
     envelope,
@@ -377,15 +376,18 @@ def test_dead_letter_size_bounds_every_dead_letter_delivery(
         data_content_type=content_type,
         metadata=metadata,
     )
-    bound = dead_letter_size(
+    bound = delivered_size(
         attributes, pubsub_name="pubsub", topic="orders", dead_letter_topic="orders-deadletter"
     )
-    for attempts, error in [(10, "short"), (2**31 - 1, "é" * 1000)]:
+    on_topic = delivered_size(attributes, pubsub_name="pubsub", topic="orders")
+    assert bound > on_topic
+    for attempts, error in [(10, "short"), (2**31 - 1, "é" * 1000), (2**31 - 1, "x" * 300)]:
         raw = dead_letter(
             dump(attributes), pubsub_name="pubsub", topic="orders", attempts=attempts, error=error
         )
         delivered = to_topic_event(raw, pubsub_name="pubsub", topic="orders-deadletter")
         assert SubscribeTopicEventsResponse(event_message=delivered).ByteSize() <= bound
+    assert SubscribeTopicEventsResponse(event_message=delivered).ByteSize() == bound  # exact
     # The longest error is cut at a character boundary, within the bytes allowed.
     assert len(delivered.metadata["lasterror"].encode()) == LAST_ERROR_MAX_BYTES
 

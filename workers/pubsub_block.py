@@ -100,21 +100,19 @@ class PubSubBlock(SubscriptionBlock):
     def _check_deliverable(self, event: dict[str, object], pubsub_name: str, topic: str) -> None:
         """Refuse an event that no subscriber with gRPC's default limits could
         receive: accepted, it would be redelivered until given up."""
-        size = cloudevents.delivered_size(event, pubsub_name=pubsub_name, topic=topic)
-        what = "its delivery"
-        target = dead_letter_of(self.give_up.dead_letter_topic, topic)
-        if target is not None:
-            on_dead_letter = cloudevents.dead_letter_size(
-                event, pubsub_name=pubsub_name, topic=topic, dead_letter_topic=target
-            )
-            if on_dead_letter > size:
-                size, what = on_dead_letter, f"its delivery on dead-letter topic {target!r}"
+        size = cloudevents.delivered_size(
+            event,
+            pubsub_name=pubsub_name,
+            topic=topic,
+            dead_letter_topic=dead_letter_of(self.give_up.dead_letter_topic, topic),
+        )
         if size > self.max_event_size:
             raise CallError(
                 Code.INVALID_ARGUMENT,
-                f"event too large: {what} would be a {size}-byte gRPC message (data and "
-                f"CloudEvents attributes), over the limit of {self.max_event_size} bytes "
-                f"(runtime.max_event_size): {size - self.max_event_size} bytes too many",
+                f"event too large: delivered, it would be a {size}-byte gRPC message (data and "
+                "CloudEvents attributes, those of its dead-letter topic included), over the "
+                f"limit of {self.max_event_size} bytes (runtime.max_event_size): "
+                f"{size - self.max_event_size} bytes too many",
             )
 
     def _where(self, topic: str) -> Where:

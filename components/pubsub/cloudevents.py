@@ -3,8 +3,9 @@
 Publish wraps the payload in a JSON envelope (``event``, written by ``dump``;
 ``envelope`` does both); the backend stores those bytes; delivery turns them
 into a ``TopicEventRequest`` (``to_topic_event``) unless ``expired``.
-``delivered_size`` is what that delivery will weigh, so publish can refuse an
-event no subscriber could receive; ``dead_letter`` is the envelope an event
+``delivered_size`` is what that delivery will weigh (on the event's
+dead-letter topic too), so publish can refuse an event no subscriber could
+receive; ``dead_letter`` is the envelope an event
 that failed every delivery is published with on its dead-letter topic.
 Pure functions, no I/O.
 
@@ -284,8 +285,15 @@ def to_topic_event(envelope_bytes: bytes, *, pubsub_name: str, topic: str) -> To
     return _topic_event(event, pubsub_name=pubsub_name, topic=topic)
 
 
-def _topic_event(event: Mapping[str, Any], *, pubsub_name: str, topic: str) -> TopicEventRequest:
-    data, content_type = _data(event)
+def _topic_event(
+    event: Mapping[str, Any],
+    *,
+    pubsub_name: str,
+    topic: str,
+    payload: tuple[bytes, str] | None = None,
+) -> TopicEventRequest:
+    """``payload``: the event's ``_data``, when the caller has it already."""
+    data, content_type = payload or _data(event)
     extensions = {
         name: _string(value)
         for name, value in event.items()
@@ -327,13 +335,31 @@ def _varint_size(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)
 
 
-def delivered_size(event: Mapping[str, Any], *, pubsub_name: str, topic: str) -> int:
-    """Bytes of the largest gRPC message that delivers ``event`` on ``topic``:
-    a ``SubscribeTopicEventsResponse`` holding its ``TopicEventRequest`` (field
-    2: one byte of tag and the length), which is what a streaming subscriber
-    receives; an AppCallback server receives the bare request, a little less."""
-    size = _topic_event(event, pubsub_name=pubsub_name, topic=topic).ByteSize()
-    return 1 + _varint_size(size) + size
+def delivered_size(
+    event: Mapping[str, Any], *, pubsub_name: str, topic: str, dead_letter_topic: str | None = None
+) -> int:
+    """Bytes of the largest gRPC message that will deliver ``event``: a
+    ``SubscribeTopicEventsResponse`` holding its ``TopicEventRequest`` (what a
+    streaming subscriber receives; an AppCallback server receives the bare
+    request, a little less) on ``topic`` and, when given, on
+    ``dead_letter_topic`` with the longest dead-letter attributes it can get.
+    The payload is decoded once and never copied."""
+    data, content_type = _data(event)
+    # What the payload adds to a message: field 7, its length and the bytes (none when empty).
+    payload = 1 + _varint_size(len(data)) + len(data) if data else 0
+    empty = (b"", content_type)
+    on_topic = _topic_event(event, pubsub_name=pubsub_name, topic=topic, payload=empty)
+    sizes = [on_topic.ByteSize()]
+    if dead_letter_topic is not None:
+        worst = _dead_letter_event(
+            event, topic=topic, attempts=_MOST_ATTEMPTS, error="x" * LAST_ERROR_MAX_BYTES
+        )
+        on_dead_letter = _topic_event(
+            worst, pubsub_name=pubsub_name, topic=dead_letter_topic, payload=empty
+        )
+        sizes.append(on_dead_letter.ByteSize())
+    request = max(sizes) + payload
+    return 1 + _varint_size(request) + request
 
 
 def _cut(text: str, max_bytes: int) -> str:
@@ -350,17 +376,6 @@ def _dead_letter_event(
         DELIVERY_ATTEMPTS: attempts,
         LAST_ERROR: _cut(error, LAST_ERROR_MAX_BYTES),
     }
-
-
-def dead_letter_size(
-    event: Mapping[str, Any], *, pubsub_name: str, topic: str, dead_letter_topic: str
-) -> int:
-    """``delivered_size`` of ``event`` once given up on ``topic`` and delivered
-    on ``dead_letter_topic``, with its attributes as long as they can be."""
-    worst = _dead_letter_event(
-        event, topic=topic, attempts=_MOST_ATTEMPTS, error="x" * LAST_ERROR_MAX_BYTES
-    )
-    return delivered_size(worst, pubsub_name=pubsub_name, topic=dead_letter_topic)
 
 
 def dead_letter(
