@@ -127,6 +127,8 @@ class ApiProcess:
                 build_handlers(self.pools, self.components, runtime.request_timeout, self.hub),
                 threads=GRPC_THREADS + STREAM_THREADS,
                 max_connection_age=runtime.max_connection_age,
+                max_receive_message_size=runtime.max_receive_message_size,
+                max_send_message_size=runtime.max_send_message_size,
             )
         except RuntimeError as exc:
             log.error("cannot serve gRPC on %s: %s", address, exc)

@@ -128,14 +128,23 @@ def start_server(
     *,
     threads: int,
     max_connection_age: float,
+    max_receive_message_size: int = 4 * 1024 * 1024,
+    max_send_message_size: int | None = None,
 ) -> grpc.Server:
     """Bind with SO_REUSEPORT (a hot upgrade starts the next API process on the
     same port) and a connection age, whose GOAWAY moves clients off an old
-    process without failing a call (docs/design.md)."""
+    process without failing a call (docs/design.md). Message size limits are
+    runtime.max_receive_message_size and runtime.max_send_message_size (None:
+    no limit, gRPC's default)."""
     options = [
         ("grpc.so_reuseport", 1),
         ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
         ("grpc.max_connection_age_grace_ms", _GRACE_FOR_CALLS_UNDER_WAY_MS),
+        ("grpc.max_receive_message_length", max_receive_message_size),
+        (
+            "grpc.max_send_message_length",
+            -1 if max_send_message_size is None else max_send_message_size,
+        ),
     ]
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),

@@ -87,6 +87,12 @@ class Listeners:
     http: Address
 
 
+# gRPC's default limit on a received message (its send limit defaults to none):
+# what a subscriber with default settings can take.
+GRPC_DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
+DEFAULT_MAX_EVENT_SIZE = GRPC_DEFAULT_MAX_RECEIVE
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     run_dir: str | None = None  # control socket, pid file, ipc sockets; None: Config.run_dir()
@@ -98,6 +104,13 @@ class RuntimeConfig:
     # Open HTTP connections the supervisor serves at once (actuator and /ws
     # relays): well below the descriptor limit, which the supervisor needs too.
     max_http_connections: int = 256
+    # Bytes. The API's gRPC server: largest request it accepts, largest
+    # message it sends (None: no limit, gRPC's default).
+    max_receive_message_size: int = GRPC_DEFAULT_MAX_RECEIVE
+    max_send_message_size: int | None = None
+    # Largest gRPC message delivering one pub/sub event may take: publish
+    # refuses an event that would not fit in a subscriber's receive limit.
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE
 
 
 @dataclass(frozen=True)

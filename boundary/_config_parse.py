@@ -44,6 +44,9 @@ _RUNTIME = (
     "max_connection_age",
     "log_level",
     "max_http_connections",
+    "max_receive_message_size",
+    "max_send_message_size",
+    "max_event_size",
 )
 _COMPONENT = ("type", "metadata", "workers")
 _KIND_EXTRA = {"hellos": ("hello",), "sequencer": ("biggerThan",)}
@@ -55,6 +58,10 @@ _ADDRESS = re.compile(
     r"\[(?P<v6>[^\[\]\s]+)\]:(?P<v6port>[0-9]+)|(?P<host>[^:\[\]\s]+):(?P<port>[0-9]+)"
 )
 _ADDRESS_TEXT = "'host:port' (or '[ipv6]:port') with a port in 1..65535"
+_SIZE = re.compile(r"([0-9]+)\s*(B|KiB|MiB|GiB)?")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+_SIZE_MIN, _SIZE_MAX = 1024, 2**31 - 1  # gRPC takes these limits as a C int
+_SIZE_TEXT = "a size in bytes from 1024 to 2147483647 (a number, or like '4MiB', '512KiB')"
 _MISSING = "nothing (the key is missing)"
 
 
@@ -186,6 +193,26 @@ class _Walker:
             return None
         return number
 
+    def size(self, value: Any, path: str) -> int | None:
+        """A number of bytes: an integer, or a string with a unit (B, KiB, MiB, GiB)."""
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            self.fail(path, _SIZE_TEXT, _describe(value))
+            return None
+        if isinstance(value, int):
+            number, shown = value, str(value)
+        else:
+            if (text := self.text(value, path)) is None:
+                return None
+            m = _SIZE.fullmatch(text.strip())
+            if m is None:
+                self.fail(path, _SIZE_TEXT, self.found(value, text))
+                return None
+            number, shown = int(m[1]) * _SIZE_UNITS[m[2]], self.found(value, text)
+        if not _SIZE_MIN <= number <= _SIZE_MAX:
+            self.fail(path, _SIZE_TEXT, shown)
+            return None
+        return number
+
     def address(self, value: Any, path: str) -> Address | None:
         if (text := self.text(value, path, f"a string {_ADDRESS_TEXT}")) is None:
             return None
@@ -278,11 +305,30 @@ class _Walker:
             65536,
         )
         known = [t for t in times if t is not None]
+        receive = self.size(
+            body.get("max_receive_message_size", default.max_receive_message_size),
+            "runtime.max_receive_message_size",
+        )
+        send = None  # null or absent: no limit
+        if body.get("max_send_message_size") is not None:
+            send = self.size(body["max_send_message_size"], "runtime.max_send_message_size")
+        event = self.size(
+            body.get("max_event_size", default.max_event_size), "runtime.max_event_size"
+        )
+        if send is not None and event is not None and send < event:
+            # Streams carry events from the API process to subscribers.
+            self.fail(
+                "runtime.max_send_message_size",
+                f"at least runtime.max_event_size ({event}): subscription streams send events",
+                str(send),
+            )
         if (
             len(self.problems) > before
             or level is None
             or http_connections is None
             or len(known) != len(times)
+            or receive is None
+            or event is None
         ):
             return None
         request_timeout, shutdown_grace, start_timeout, max_connection_age = known
@@ -294,6 +340,9 @@ class _Walker:
             max_connection_age,
             level.upper(),
             http_connections,
+            receive,
+            send,
+            event,
         )
 
     def components(self, top: Mapping[str, Any]) -> list[ComponentConfig]:

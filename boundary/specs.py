@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from layotto.boundary._config_model import Config, FrozenMap
+from layotto.boundary._config_model import DEFAULT_MAX_EVENT_SIZE, Config, FrozenMap
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class WorkerSpec:
     # A file for what must outlive the worker process (addresses.state_file);
     # only component types that declare it use it (registry.ComponentType).
     state_file: str | None = None
+    max_event_size: int = DEFAULT_MAX_EVENT_SIZE  # kind pub_subs: runtime.max_event_size
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", FrozenMap(self.metadata))

@@ -40,6 +40,10 @@ _DELIVERY_KEYS = {
     "processingTimeout": "seconds a message may stay unacknowledged before another "
     "consumer claims it, default 60",
     "redeliverInterval": "seconds between scans for such messages, default 15",
+    "maxDeliveryAttempts": "deliveries of an event before it goes to its dead-letter topic, "
+    "default 10",
+    "deadLetterTopic": 'where such events go, "{topic}" standing for their topic, default '
+    '"{topic}-deadletter"; empty: they are dropped, with an error in the log',
 }
 
 

@@ -53,6 +53,7 @@ def worker_child(
         bigger_than=component.bigger_than,
         app_callback=_app_callback(config),
         state_file=state_file(run_dir, component.name),
+        max_event_size=config.runtime.max_event_size,
     )
     return Child(
         f"{component.name}#{slot}",

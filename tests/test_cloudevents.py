@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 
 from layotto.components.errors import InvalidRequestError
-from layotto.components.pubsub.cloudevents import envelope, expired, to_topic_event
+from layotto.components.pubsub.cloudevents import (
+    LAST_ERROR_MAX_BYTES,
+    dead_letter,
+    delivered_size,
+    dump,
+    envelope,
+    event,
+    expired,
+    to_topic_event,
+)
+from layotto.proto.runtime_pb2 import SubscribeTopicEventsResponse
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, 500000, tzinfo=UTC)
 
@@ -321,3 +331,93 @@ def test_ttl_round_trip() -> None:
 )
 def test_not_expired_without_usable_expiration(raw: bytes) -> None:
     assert not expired(raw, now=datetime(2999, 1, 1, tzinfo=UTC))
+
+
+# --- sizes as delivered, dead letters ---------------------------------------
+
+SIZED = [
+    (b"plain text", "text/plain", {}),
+    ('{"a": [1, 2.5e3, "é"], "b": null}'.encode(), "application/json", {}),
+    (bytes(range(256)) * 40, "application/octet-stream", {}),
+    ("unicode ✓ ".encode() * 1000, "text/plain; charset=utf-8", {"ttlInSeconds": "60"}),
+    (
+        json.dumps({"id": "own", "data": {"k": 1}, "ext": "x" * 300, "n": 7}).encode(),
+        "application/cloudevents+json",
+        {},
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "content_type", "metadata"), SIZED)
+def test_delivered_size_is_the_size_of_what_a_stream_receives(
+    data: bytes, content_type: str, metadata: dict[str, str]
+) -> None:
+    attributes = event(
+        topic="orders",
+        pubsub_name="pubsub",
+        data=data,
+        data_content_type=content_type,
+        metadata=metadata,
+    )
+    delivered = to_topic_event(dump(attributes), pubsub_name="pubsub", topic="orders")
+    response = SubscribeTopicEventsResponse(event_message=delivered)
+    size = delivered_size(attributes, pubsub_name="pubsub", topic="orders")
+    assert size == response.ByteSize() > delivered.ByteSize()
+
+
+@pytest.mark.parametrize(("data", "content_type", "metadata"), SIZED)
+def test_dead_letter_size_bounds_every_dead_letter_delivery(
+    data: bytes, content_type: str, metadata: dict[str, str]
+) -> None:
+    attributes = event(
+        topic="orders",
+        pubsub_name="pubsub",
+        data=data,
+        data_content_type=content_type,
+        metadata=metadata,
+    )
+    bound = delivered_size(
+        attributes, pubsub_name="pubsub", topic="orders", dead_letter_topic="orders-deadletter"
+    )
+    on_topic = delivered_size(attributes, pubsub_name="pubsub", topic="orders")
+    assert bound > on_topic
+    for attempts, error in [(10, "short"), (2**31 - 1, "é" * 1000), (2**31 - 1, "x" * 300)]:
+        raw = dead_letter(
+            dump(attributes), pubsub_name="pubsub", topic="orders", attempts=attempts, error=error
+        )
+        delivered = to_topic_event(raw, pubsub_name="pubsub", topic="orders-deadletter")
+        assert SubscribeTopicEventsResponse(event_message=delivered).ByteSize() <= bound
+    assert SubscribeTopicEventsResponse(event_message=delivered).ByteSize() == bound  # exact
+    # The longest error is cut at a character boundary, within the bytes allowed.
+    assert len(delivered.metadata["lasterror"].encode()) == LAST_ERROR_MAX_BYTES
+
+
+def test_dead_letter_keeps_the_event_and_says_where_and_why_it_failed() -> None:
+    original = envelope(
+        topic="orders",
+        pubsub_name="pubsub",
+        data=b"order 1",
+        data_content_type="text/plain",
+        metadata={},
+        new_id=lambda: "e-1",
+    )
+    raw = dead_letter(original, pubsub_name="pubsub", topic="orders", attempts=10, error="boom")
+    delivered = to_topic_event(raw, pubsub_name="pubsub", topic="orders-deadletter")
+    assert (delivered.id, delivered.data, delivered.topic) == (
+        "e-1",
+        b"order 1",
+        "orders-deadletter",
+    )
+    assert dict(delivered.metadata) == {
+        "originaltopic": "orders",
+        "deliveryattempts": "10",
+        "lasterror": "boom",
+    }
+
+
+def test_dead_letter_of_bytes_that_are_no_envelope_carries_them_as_data() -> None:
+    raw = dead_letter(b"\xff not json", pubsub_name="p", topic="t", attempts=3, error="e")
+    delivered = to_topic_event(raw, pubsub_name="p", topic="t-deadletter")
+    assert delivered.data == b"\xff not json"
+    assert delivered.data_content_type == "application/octet-stream"
+    assert delivered.metadata["deliveryattempts"] == "3"

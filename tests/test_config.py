@@ -315,7 +315,8 @@ def test_problem_line_format() -> None:
             {"runtime": {"timeout": 1}},
             "runtime.timeout",
             "run_dir, request_timeout, shutdown_grace, start_timeout, max_connection_age, "
-            "log_level, max_http_connections",
+            "log_level, max_http_connections, max_receive_message_size, "
+            "max_send_message_size, max_event_size",
             "unknown key 'timeout' (did you mean 'start_timeout'?)",
         ),
         (
@@ -683,6 +684,63 @@ def test_runtime_values() -> None:
 def test_runtime_numbers_must_be_positive(key: str, value: Any, found: str) -> None:
     line = one_error(doc(runtime={key: value}))
     assert line == f"test.yaml: runtime.{key}: expected a number of seconds > 0, found {found}"
+
+
+def test_message_size_defaults_are_grpcs() -> None:
+    runtime = parse(doc()).runtime
+    assert runtime.max_receive_message_size == 4 * 1024 * 1024  # gRPC's receive default
+    assert runtime.max_send_message_size is None  # gRPC's send default: no limit
+    # A subscriber with gRPC's defaults must be able to receive every event.
+    assert runtime.max_event_size == 4 * 1024 * 1024
+
+
+def test_message_sizes_take_bytes_or_units() -> None:
+    runtime = parse(
+        doc(
+            runtime={
+                "max_receive_message_size": "16MiB",
+                "max_send_message_size": 8388608,
+                "max_event_size": "512 KiB",
+            }
+        )
+    ).runtime
+    assert (
+        runtime.max_receive_message_size,
+        runtime.max_send_message_size,
+        runtime.max_event_size,
+    ) == (16 * 1024 * 1024, 8 * 1024 * 1024, 512 * 1024)
+    assert parse(doc(runtime={"max_send_message_size": None})).runtime.max_send_message_size is None
+    config = parse(doc(runtime={"max_event_size": "2MiB"}))
+    assert Config.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    "key", ["max_receive_message_size", "max_send_message_size", "max_event_size"]
+)
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        (1023, "1023"),
+        ("2GiB", "'2GiB'"),
+        ("4 MB", "'4 MB'"),
+        (1.5, "1.5"),
+        (True, "true (a boolean)"),
+    ],
+)
+def test_message_sizes_are_checked(key: str, value: Any, found: str) -> None:
+    line = one_error(doc(runtime={key: value}))
+    assert line == (
+        f"test.yaml: runtime.{key}: expected a size in bytes from 1024 to 2147483647 "
+        f"(a number, or like '4MiB', '512KiB'), found {found}"
+    )
+
+
+def test_send_limit_must_let_events_through() -> None:
+    line = one_error(doc(runtime={"max_send_message_size": "1MiB", "max_event_size": "2MiB"}))
+    assert line == (
+        "test.yaml: runtime.max_send_message_size: expected at least runtime.max_event_size "
+        "(2097152): subscription streams send events, found 1048576"
+    )
 
 
 def test_bad_log_level() -> None:

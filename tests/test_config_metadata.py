@@ -46,6 +46,8 @@ GOOD = {
     "processingTimeout": "2s",
     "redeliverInterval": "500ms",
     "maxLenApprox": "1000",
+    "maxDeliveryAttempts": "5",
+    "deadLetterTopic": "{topic}.dlq",
     "hello": "hi",
 }
 # ... and one it refuses; keys missing here take any text.
@@ -63,8 +65,9 @@ BAD = {
     "processingTimeout": "forever",
     "redeliverInterval": "-1s",
     "maxLenApprox": "0",
+    "maxDeliveryAttempts": "0",
 }
-FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "hello"}
+FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "deadLetterTopic", "hello"}
 
 EVERY_KEY = sorted(
     (kind, type_, key) for (kind, type_), spec in registry.TYPES.items() for key in spec.metadata

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf import empty_pb2
@@ -23,11 +23,29 @@ RETRY = cb.TopicEventResponse.RETRY
 DROP = cb.TopicEventResponse.DROP
 
 _SERVICE = "/spec.proto.runtime.v1.AppCallback/"
+_NAMES: dict[int, str] = {RETRY: "RETRY", DROP: "DROP"}
+
+
+class Answer(NamedTuple):
+    """How one delivery ended: SUCCESS, RETRY or DROP, and why when not SUCCESS
+    (kept with an event that goes to its dead-letter topic)."""
+
+    status: int
+    error: str = ""
 
 
 def outcome(status: int) -> int:
     """An app's answer as SUCCESS, RETRY or DROP (an unknown value retries)."""
     return status if status in (SUCCESS, RETRY, DROP) else RETRY
+
+
+def answered(status: int, who: str) -> Answer:
+    """``who``'s answer ``status`` as an Answer that says what was answered."""
+    decided = outcome(status)
+    if decided == SUCCESS:
+        return Answer(SUCCESS)
+    name = _NAMES.get(status, f"status {status}")  # an unknown status retries
+    return Answer(decided, f"{who} answered {name}")
 
 
 class AppCallback:
@@ -50,7 +68,7 @@ class AppCallback:
         response: cb.ListTopicSubscriptionsResponse = self._list(empty_pb2.Empty(), timeout=timeout)
         return list(response.subscriptions)
 
-    def deliver(self, event: cb.TopicEventRequest, timeout: float) -> int:
+    def deliver(self, event: cb.TopicEventRequest, timeout: float) -> Answer:
         try:
             response: cb.TopicEventResponse = self._deliver(event, timeout=timeout)
         except grpc.RpcError as exc:
@@ -61,15 +79,17 @@ class AppCallback:
                     self.target,
                     event.id,
                 )
-                return DROP
+                return Answer(DROP, "the app does not implement OnTopicEvent")
             log.info(
                 "delivery of event %s to %s failed (%s): will retry", event.id, self.target, code
             )
-            return RETRY
-        status = outcome(response.status)
-        if status == DROP:
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            name = code.name if code is not None else "error"
+            return Answer(RETRY, f"OnTopicEvent at {self.target} failed: {name}: {details}")
+        answer = answered(response.status, "the app")
+        if answer.status == DROP:
             log.warning("app dropped event %s of topic %s", event.id, event.topic)
-        return status
+        return answer
 
     def close(self) -> None:
         self._channel.close()

@@ -27,12 +27,18 @@ from layotto.boundary.specs import WorkerSpec
 from layotto.boundary.status import CallError, Code
 from layotto.components.pubsub import cloudevents
 from layotto.components.pubsub.base import PubSub
-from layotto.components.pubsub.settings import processing_timeout, redeliver_interval
+from layotto.components.pubsub.settings import (
+    dead_letter_of,
+    dead_letter_topic,
+    max_delivery_attempts,
+    processing_timeout,
+    redeliver_interval,
+)
 from layotto.proto import appcallback_pb2 as cb
 from layotto.proto import runtime_pb2 as pb
-from layotto.workers.app_callback import AppCallback, outcome
+from layotto.workers.app_callback import Answer, AppCallback, answered
 from layotto.workers.block import SubscriptionBlock
-from layotto.workers.delivery import Sink, Stopped, Timing, TopicConsumer, Where
+from layotto.workers.delivery import GiveUp, Sink, Stopped, Timing, TopicConsumer, Where
 from layotto.workers.subscriptions import Mailbox, open_request, opened
 
 log = logging.getLogger("layotto.worker.pubsub")
@@ -63,6 +69,11 @@ class PubSubBlock(SubscriptionBlock):
             processing_timeout(spec.metadata, spec.name),
             redeliver_interval(spec.metadata, spec.name),
         )
+        self.give_up = GiveUp(
+            max_delivery_attempts(spec.metadata, spec.name),
+            dead_letter_topic(spec.metadata, spec.name),
+        )
+        self.max_event_size = spec.max_event_size
         self._lock = threading.Lock()
         self._consumers: dict[str, TopicConsumer] = {}
         self._latest: dict[str, TopicConsumer] = {}  # per topic, running or stopping
@@ -75,15 +86,34 @@ class PubSubBlock(SubscriptionBlock):
 
     def publish_event(self, payload: bytes) -> bytes:
         request = pb.PublishEventRequest.FromString(payload)
-        data = cloudevents.envelope(
+        event = cloudevents.event(
             topic=request.topic,
             pubsub_name=request.pubsub_name,
             data=request.data,
             data_content_type=request.data_content_type,
             metadata=dict(request.metadata),
         )
-        self.component.publish(request.topic, data, dict(request.metadata))
+        self._check_deliverable(event, request.pubsub_name, request.topic)
+        self.component.publish(request.topic, cloudevents.dump(event), dict(request.metadata))
         return b""
+
+    def _check_deliverable(self, event: dict[str, object], pubsub_name: str, topic: str) -> None:
+        """Refuse an event that no subscriber with gRPC's default limits could
+        receive: accepted, it would be redelivered until given up."""
+        size = cloudevents.delivered_size(
+            event,
+            pubsub_name=pubsub_name,
+            topic=topic,
+            dead_letter_topic=dead_letter_of(self.give_up.dead_letter_topic, topic),
+        )
+        if size > self.max_event_size:
+            raise CallError(
+                Code.INVALID_ARGUMENT,
+                f"event too large: delivered, it would be a {size}-byte gRPC message (data and "
+                "CloudEvents attributes, those of its dead-letter topic included), over the "
+                f"limit of {self.max_event_size} bytes (runtime.max_event_size): "
+                f"{size - self.max_event_size} bytes too many",
+            )
 
     def _where(self, topic: str) -> Where:
         return Where(self.name, topic, self.group, self.consumer)
@@ -91,7 +121,12 @@ class PubSubBlock(SubscriptionBlock):
     def _new_consumer(self, topic: str, sink: Sink) -> TopicConsumer:
         """Caller holds the lock and starts it."""
         consumer = TopicConsumer(
-            self.component, self._where(topic), sink, self.timing, self._latest.get(topic)
+            self.component,
+            self._where(topic),
+            sink,
+            self.timing,
+            self._latest.get(topic),
+            give_up=self.give_up,
         )
         self._consumers[topic] = self._latest[topic] = consumer
         return consumer
@@ -169,12 +204,12 @@ class PubSubBlock(SubscriptionBlock):
         # subscribes again (possibly on another worker).
         consumer.close(timeout=UNSUBSCRIBE_WAIT)
 
-    def _through_mailbox(self, mailbox: Mailbox, event: cb.TopicEventRequest) -> int:
+    def _through_mailbox(self, mailbox: Mailbox, event: cb.TopicEventRequest) -> Answer:
         mailbox.put(pb.SubscribeTopicEventsResponse(event_message=event).SerializeToString())
         status = mailbox.wait_answer(event.id)
         if status is None:
             raise Stopped
-        return outcome(status)
+        return answered(status, "the subscriber")
 
     def event_processed(self, payload: bytes) -> bytes:
         answer = json.loads(payload)

@@ -8,6 +8,13 @@ pending message whose consumer went quiet can be claimed by another one.
 That is what gives at-least-once delivery: the worker acknowledges only after
 the app said SUCCESS or DROP.
 
+Each pending message has a delivery count, kept by the backend (Redis:
+XPENDING's "times delivered"), so it survives a restart of the worker that
+counts: a read counts one delivery (``read_new`` 1; ``read_pending`` and
+``claim_idle`` one more), ``record_retry`` one more, and ``release`` with
+``undo_read`` takes back the one of a read whose message was never handed
+on. The worker gives an event up to its dead-letter topic on that count.
+
 Message ``data`` is opaque here (the worker stores a CloudEvents envelope).
 """
 
@@ -28,6 +35,7 @@ class Message:
     id: str  # backend id, unique per topic, increasing in publish order
     data: bytes
     metadata: Mapping[str, str] = field(default_factory=dict)
+    deliveries: int = 1  # times the group delivered it, the read that returned it included
 
 
 class PubSub(Protocol):
@@ -57,15 +65,28 @@ class PubSub(Protocol):
         ``min_idle_seconds`` and return them (a dead consumer's leftovers)."""
         ...
 
-    def touch(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
-        """Reset the idle time of messages pending on ``consumer`` (a delivery
-        that is still being retried must not be claimed by another consumer)."""
+    def record_retry(self, topic: str, group: str, consumer: str, message_id: str) -> int:
+        """A message pending on ``consumer`` is about to be delivered again:
+        count one more delivery and reset its idle time (a delivery that is
+        still being retried must not be claimed by another consumer). Returns
+        its delivery count now; 0 when it is not pending on ``consumer`` (it
+        was acknowledged, or another consumer claimed it)."""
         ...
 
-    def release(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+    def release(
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        ids: Sequence[str],
+        *,
+        undo_read: bool = False,
+    ) -> None:
         """Give up messages pending on ``consumer`` (it stops before finishing
         them): the next ``claim_idle`` of any consumer takes them, whatever its
-        ``min_idle_seconds``. They stay pending until then."""
+        ``min_idle_seconds``. They stay pending until then. ``undo_read``: they
+        were read but never delivered, so their delivery count goes down by one
+        (not below 0); the claim will count it again."""
         ...
 
     def forget_consumer(self, topic: str, group: str, consumer: str) -> None:

@@ -1,8 +1,13 @@
 """CloudEvents 1.0 envelopes, built and opened the way Layotto (Dapr's contrib) does.
 
-Publish wraps the payload in a JSON envelope (``envelope``); the backend stores
-those bytes; delivery turns them into a ``TopicEventRequest`` (``to_topic_event``)
-unless ``expired``. Pure functions, no I/O.
+Publish wraps the payload in a JSON envelope (``event``, written by ``dump``;
+``envelope`` does both); the backend stores those bytes; delivery turns them
+into a ``TopicEventRequest`` (``to_topic_event``) unless ``expired``.
+``delivered_size`` is what that delivery will weigh (on the event's
+dead-letter topic too), so publish can refuse an event no subscriber could
+receive; ``dead_letter`` is the envelope an event
+that failed every delivery is published with on its dead-letter topic.
+Pure functions, no I/O.
 
 Where the payload goes: ``data`` as a JSON value for a JSON content type whose
 bytes parse; ``data`` as a string for a textual content type whose bytes are
@@ -50,6 +55,14 @@ _TEXT_TYPES = frozenset(
     }
 )
 _TTL = re.compile(r"[+-]?[0-9]+")
+
+# Extension attributes of an event on its dead-letter topic (CloudEvents
+# extension names: lower-case letters and digits).
+ORIGINAL_TOPIC = "originaltopic"
+DELIVERY_ATTEMPTS = "deliveryattempts"
+LAST_ERROR = "lasterror"
+LAST_ERROR_MAX_BYTES = 256  # longer errors are cut, so the attributes' size is bounded
+_MOST_ATTEMPTS = str(2**31 - 1)  # the longest attempt count publish makes room for
 
 
 def _media_type(content_type: str) -> str:
@@ -139,20 +152,53 @@ def envelope(
     now: datetime | None = None,
     new_id: Callable[[], str] | None = None,
 ) -> bytes:
-    """The CloudEvents JSON stored for one publish.
+    """The CloudEvents JSON stored for one publish: ``dump(event(...))``."""
+    return dump(
+        event(
+            topic=topic,
+            pubsub_name=pubsub_name,
+            data=data,
+            data_content_type=data_content_type,
+            metadata=metadata,
+            source=source,
+            event_type=event_type,
+            now=now,
+            new_id=new_id,
+        )
+    )
+
+
+def dump(event: Mapping[str, Any]) -> bytes:
+    """An event's envelope bytes, as stored."""
+    return _dump(event)
+
+
+def event(
+    *,
+    topic: str,
+    pubsub_name: str,
+    data: bytes,
+    data_content_type: str,
+    metadata: Mapping[str, str],
+    source: str = DEFAULT_SOURCE,
+    event_type: str = DEFAULT_TYPE,
+    now: datetime | None = None,
+    new_id: Callable[[], str] | None = None,
+) -> dict[str, Any]:
+    """The CloudEvents attributes of one publish (the envelope, not yet JSON).
 
     Raises InvalidRequestError for a bad ``ttlInSeconds`` or a CloudEvents
     payload that is not a JSON object.
     """
     make_id = new_id or (lambda: str(uuid.uuid4()))
     expiration = _expiration(metadata, now)
-    event: dict[str, Any]
+    attributes: dict[str, Any]
     if _media_type(data_content_type) == CLOUDEVENTS_CONTENT_TYPE:
         try:
-            event = _parse_json(data)
+            attributes = _parse_json(data)
         except ValueError as exc:
             raise InvalidRequestError(f"data is not a CloudEvents JSON envelope: {exc}") from None
-        if not isinstance(event, dict):
+        if not isinstance(attributes, dict):
             raise InvalidRequestError("data is not a CloudEvents JSON envelope: not an object")
         for name, default in (
             ("id", make_id),
@@ -160,13 +206,13 @@ def envelope(
             ("type", lambda: event_type),
             ("specversion", lambda: SPEC_VERSION),
         ):
-            if _missing(event.get(name)):
-                event[name] = default()
-        event["topic"] = topic
-        event["pubsubname"] = pubsub_name
+            if _missing(attributes.get(name)):
+                attributes[name] = default()
+        attributes["topic"] = topic
+        attributes["pubsubname"] = pubsub_name
     else:
         content_type = data_content_type or DEFAULT_CONTENT_TYPE
-        event = {
+        attributes = {
             "id": make_id(),
             "source": source,
             "type": event_type,
@@ -176,10 +222,10 @@ def envelope(
             "pubsubname": pubsub_name,
         }
         field, value = _payload(bytes(data), content_type)
-        event[field] = value
+        attributes[field] = value
     if expiration is not None:
-        event["expiration"] = expiration
-    return _dump(event)
+        attributes["expiration"] = expiration
+    return attributes
 
 
 def _open(envelope_bytes: bytes) -> dict[str, Any] | None:
@@ -236,7 +282,18 @@ def to_topic_event(envelope_bytes: bytes, *, pubsub_name: str, topic: str) -> To
             pubsub_name=pubsub_name,
             data=bytes(envelope_bytes),
         )
-    data, content_type = _data(event)
+    return _topic_event(event, pubsub_name=pubsub_name, topic=topic)
+
+
+def _topic_event(
+    event: Mapping[str, Any],
+    *,
+    pubsub_name: str,
+    topic: str,
+    payload: tuple[bytes, str] | None = None,
+) -> TopicEventRequest:
+    """``payload``: the event's ``_data``, when the caller has it already."""
+    data, content_type = payload or _data(event)
     extensions = {
         name: _string(value)
         for name, value in event.items()
@@ -272,3 +329,73 @@ def expired(envelope_bytes: bytes, now: datetime | None = None) -> bool:
         return False
     moment = _parse_time(expiration)
     return moment is not None and moment < _now(now)
+
+
+def _varint_size(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def delivered_size(
+    event: Mapping[str, Any], *, pubsub_name: str, topic: str, dead_letter_topic: str | None = None
+) -> int:
+    """Bytes of the largest gRPC message that will deliver ``event``: a
+    ``SubscribeTopicEventsResponse`` holding its ``TopicEventRequest`` (what a
+    streaming subscriber receives; an AppCallback server receives the bare
+    request, a little less) on ``topic`` and, when given, on
+    ``dead_letter_topic`` with the longest dead-letter attributes it can get.
+    The payload is decoded once and never copied."""
+    data, content_type = _data(event)
+    # What the payload adds to a message: field 7, its length and the bytes (none when empty).
+    payload = 1 + _varint_size(len(data)) + len(data) if data else 0
+    empty = (b"", content_type)
+    on_topic = _topic_event(event, pubsub_name=pubsub_name, topic=topic, payload=empty)
+    sizes = [on_topic.ByteSize()]
+    if dead_letter_topic is not None:
+        worst = _dead_letter_event(
+            event, topic=topic, attempts=_MOST_ATTEMPTS, error="x" * LAST_ERROR_MAX_BYTES
+        )
+        on_dead_letter = _topic_event(
+            worst, pubsub_name=pubsub_name, topic=dead_letter_topic, payload=empty
+        )
+        sizes.append(on_dead_letter.ByteSize())
+    request = max(sizes) + payload
+    return 1 + _varint_size(request) + request
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """``text`` in at most ``max_bytes`` of UTF-8, cut at a character boundary."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def _dead_letter_event(
+    event: Mapping[str, Any], *, topic: str, attempts: str, error: str
+) -> dict[str, Any]:
+    return {
+        **event,
+        ORIGINAL_TOPIC: topic,
+        DELIVERY_ATTEMPTS: attempts,
+        LAST_ERROR: _cut(error, LAST_ERROR_MAX_BYTES),
+    }
+
+
+def dead_letter(
+    envelope_bytes: bytes, *, pubsub_name: str, topic: str, attempts: int, error: str
+) -> bytes:
+    """The envelope an event that failed ``attempts`` deliveries on ``topic``
+    is published with on its dead-letter topic: its own attributes, plus
+    ``originaltopic``, ``deliveryattempts`` and ``lasterror`` (cut to
+    ``LAST_ERROR_MAX_BYTES``). Bytes that are not an envelope (an entry added
+    to a stream by hand) travel as its base64 data."""
+    event = _open(envelope_bytes)
+    if event is None:
+        event = {
+            "id": str(uuid.uuid4()),
+            "source": DEFAULT_SOURCE,
+            "type": DEFAULT_TYPE,
+            "specversion": SPEC_VERSION,
+            "datacontenttype": "application/octet-stream",
+            "topic": topic,
+            "pubsubname": pubsub_name,
+            "data_base64": base64.b64encode(envelope_bytes).decode("ascii"),
+        }
+    return _dump(_dead_letter_event(event, topic=topic, attempts=str(attempts), error=error))

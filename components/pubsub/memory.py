@@ -1,7 +1,8 @@
 """In-memory pub/sub: an in-process copy of Redis Streams' consumer groups.
 
 Per topic, a log of messages with ids ``"<n>-0"`` (n = 1, 2, ...); per group,
-the last delivered n and a pending table n -> (consumer, delivery time). Like
+the last delivered n and a pending table n -> (consumer, delivery time,
+delivery count), counted as XPENDING counts. Like
 ``XGROUP CREATE ... 0`` a new group starts at the beginning of the log, so it
 also sees messages published before it existed; the log keeps the last
 ``maxLenApprox`` messages (default 10000), like ``XADD ... MAXLEN``: a trimmed
@@ -13,6 +14,7 @@ polling. Idle times use the monotonic clock.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -31,12 +33,25 @@ def _seq(message_id: str) -> int | None:
     return int(match.group(1))
 
 
+@dataclass(frozen=True)
+class _Pending:
+    consumer: str
+    since: float  # time.monotonic() of the last delivery or retry; -inf: released
+    deliveries: int
+
+
 @dataclass
 class _Group:
     last: int = 0  # position of the last message delivered to the group
-    # position -> (consumer, time.monotonic() of the last delivery or touch);
-    # positions are inserted in increasing order, so dict order is id order.
-    pending: dict[int, tuple[str, float]] = field(default_factory=dict)
+    # Positions are inserted in increasing order, so dict order is id order.
+    pending: dict[int, _Pending] = field(default_factory=dict)
+
+    def deliver(self, position: int, consumer: str, now: float) -> int:
+        """Hand a message to ``consumer``, counting one delivery; returns the count."""
+        before = self.pending.get(position)
+        count = (before.deliveries if before else 0) + 1
+        self.pending[position] = _Pending(consumer, now, count)
+        return count
 
 
 @dataclass
@@ -111,7 +126,7 @@ class MemoryPubSub:
                 if batch:
                     now = time.monotonic()
                     for position in range(g.last + 1, g.last + len(batch) + 1):
-                        g.pending[position] = (consumer, now)
+                        g.deliver(position, consumer, now)
                     g.last += len(batch)
                     return batch
                 remaining = deadline - time.monotonic()
@@ -123,11 +138,10 @@ class MemoryPubSub:
         check_count(count)
         with self._mutex:
             t, g = self._group(topic, group)
-            mine = [n for n, (owner, _) in g.pending.items() if owner == consumer][:count]
+            mine = [n for n, p in g.pending.items() if p.consumer == consumer][:count]
             now = time.monotonic()
-            for n in mine:  # a redelivery counts as a delivery, as in XREADGROUP
-                g.pending[n] = (consumer, now)
-            return [t.at(n) for n in mine]
+            # A redelivery counts as a delivery, as in XREADGROUP.
+            return [_counted(t.at(n), g.deliver(n, consumer, now)) for n in mine]
 
     def claim_idle(
         self, topic: str, group: str, consumer: str, min_idle_seconds: float, count: int
@@ -136,30 +150,38 @@ class MemoryPubSub:
         with self._mutex:
             t, g = self._group(topic, group)
             now = time.monotonic()
-            idle = [n for n, (_, since) in g.pending.items() if now - since >= min_idle_seconds]
-            claimed = idle[:count]
-            for n in claimed:
-                g.pending[n] = (consumer, now)
-            return [t.at(n) for n in claimed]
+            idle = [n for n, p in g.pending.items() if now - p.since >= min_idle_seconds]
+            # XAUTOCLAIM counts a delivery too.
+            return [_counted(t.at(n), g.deliver(n, consumer, now)) for n in idle[:count]]
 
-    def touch(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
-        self._set_idle_since(topic, group, consumer, ids, time.monotonic())
+    def record_retry(self, topic: str, group: str, consumer: str, message_id: str) -> int:
+        check_ids([message_id])
+        n = _seq(message_id)
+        with self._mutex:
+            g = self._existing_group(topic, group)
+            entry = g.pending.get(n) if n is not None else None
+            # Only the consumer's own entry: never steal one another consumer claimed.
+            if n is None or entry is None or entry.consumer != consumer:
+                return 0
+            return g.deliver(n, consumer, time.monotonic())
 
-    def release(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
-        self._set_idle_since(topic, group, consumer, ids, -math.inf)
-
-    def _set_idle_since(
-        self, topic: str, group: str, consumer: str, ids: Sequence[str], since: float
+    def release(
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        ids: Sequence[str],
+        *,
+        undo_read: bool = False,
     ) -> None:
         check_ids(ids)
         with self._mutex:
             g = self._existing_group(topic, group)
             for n in map(_seq, ids):
-                # Only the consumer's own entries: this must never steal a
-                # message another consumer has claimed meanwhile.
                 entry = g.pending.get(n) if n is not None else None
-                if n is not None and entry is not None and entry[0] == consumer:
-                    g.pending[n] = (consumer, since)
+                if n is not None and entry is not None and entry.consumer == consumer:
+                    count = max(0, entry.deliveries - 1) if undo_read else entry.deliveries
+                    g.pending[n] = _Pending(consumer, -math.inf, count)
 
     def forget_consumer(self, topic: str, group: str, consumer: str) -> None:
         pass  # consumers exist here only through their pending entries
@@ -180,6 +202,10 @@ class MemoryPubSub:
             self._closed = True
             for t in self._topics.values():
                 t.changed.notify_all()
+
+
+def _counted(message: Message, deliveries: int) -> Message:
+    return dataclasses.replace(message, deliveries=deliveries)
 
 
 def create(name: str, metadata: Mapping[str, str], app_id: str) -> MemoryPubSub:

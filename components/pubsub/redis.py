@@ -15,6 +15,7 @@ the ``readTimeout`` meant for ordinary commands.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -34,16 +35,40 @@ _SLICE_MS = 1000
 _T = TypeVar("_T")
 _Entry = tuple[Any, Any]  # (id, fields) as redis-py parses a stream entry
 
-# Set the idle time (ARGV[3] ms) of entries pending on this consumer only: a
-# bare XCLAIM would also take over an entry another consumer claimed meanwhile.
-_SET_IDLE = """
-for i = 4, #ARGV do
+# Release entries pending on this consumer only (a bare XCLAIM would also take
+# over an entry another consumer claimed meanwhile): idle time ARGV[3] ms,
+# delivery count lowered by ARGV[4] (JUSTID alone leaves the count as it is).
+_RELEASE = """
+for i = 5, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    local count = math.max(0, p[1][4] - tonumber(ARGV[4]))
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i],
+               'IDLE', ARGV[3], 'RETRYCOUNT', count, 'JUSTID')
   end
 end
 return 0
+"""
+# One more delivery of an entry pending on this consumer, idle time reset;
+# returns the count, or 0 when the entry is not pending on it.
+_RECORD_RETRY = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if not (p[1] and p[1][2] == ARGV[2]) then
+  return 0
+end
+local count = p[1][4] + 1
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3],
+           'IDLE', 0, 'RETRYCOUNT', count, 'JUSTID')
+return count
+"""
+# The delivery counts of entries (0 for one that is not pending).
+_DELIVERIES = """
+local counts = {}
+for i = 2, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  counts[i - 1] = p[1] and p[1][4] or 0
+end
+return counts
 """
 # Delete a consumer only when nothing is pending on it: DELCONSUMER would
 # drop its pending entries, which then nobody could claim.
@@ -97,7 +122,9 @@ class RedisPubSub:
         # No connection exists yet, so this sets the timeout of every one to come.
         kwargs = self._blocking.connection_pool.connection_kwargs
         kwargs["socket_timeout"] = (kwargs.get("socket_timeout") or 0) + _SLICE_MS / 1000
-        self._set_idle_script = self._client.register_script(_SET_IDLE)
+        self._release_script = self._client.register_script(_RELEASE)
+        self._record_retry_script = self._client.register_script(_RECORD_RETRY)
+        self._deliveries_script = self._client.register_script(_DELIVERIES)
         self._forget_consumer = self._client.register_script(_FORGET_CONSUMER)
         self._groups: set[tuple[str, str]] = set()  # created by this instance
         self._groups_mutex = threading.Lock()
@@ -136,6 +163,17 @@ class RedisPubSub:
             with _redis.translated(self._address):
                 self._client.xack(key, group, *dead)
         return [_message(entry_id, fields) for entry_id, fields in entries if fields]
+
+    def _counted(self, key: str, group: str, messages: list[Message]) -> list[Message]:
+        """``messages`` with their delivery counts (a read of pending or claimed
+        entries does not return them)."""
+        if not messages:
+            return messages
+        with _redis.translated(self._address):
+            counts = self._deliveries_script(keys=[key], args=[group, *(m.id for m in messages)])
+        return [
+            dataclasses.replace(m, deliveries=int(n)) for m, n in zip(messages, counts, strict=True)
+        ]
 
     def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> str:
         fields: dict[FieldT, EncodableT] = {
@@ -198,7 +236,7 @@ class RedisPubSub:
                 break
             found += self._drop_deleted(key, group, entries)
             after = _text(entries[-1][0])
-        return found
+        return self._counted(key, group, found)
 
     def claim_idle(
         self, topic: str, group: str, consumer: str, min_idle_seconds: float, count: int
@@ -222,25 +260,38 @@ class RedisPubSub:
             cursor = _text(reply[0])
             if cursor == "0-0":
                 break
-        return found
+        return self._counted(key, group, found)
 
-    def touch(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
-        self._set_idle(topic, group, consumer, ids, 0)
+    def record_retry(self, topic: str, group: str, consumer: str, message_id: str) -> int:
+        check_ids([message_id])
+        with _redis.translated(self._address):
+            try:
+                return int(
+                    self._record_retry_script(
+                        keys=[KEY_PREFIX + topic], args=[group, consumer, message_id]
+                    )
+                )
+            except redis.ResponseError as exc:
+                if not _group_gone(exc):  # no group: nothing is pending
+                    raise
+                return 0
 
-    def release(self, topic: str, group: str, consumer: str, ids: Sequence[str]) -> None:
-        self._set_idle(topic, group, consumer, ids, _RELEASED_IDLE_MS)
-
-    def _set_idle(
-        self, topic: str, group: str, consumer: str, ids: Sequence[str], idle_ms: int
+    def release(
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        ids: Sequence[str],
+        *,
+        undo_read: bool = False,
     ) -> None:
         check_ids(ids)
         if not ids:
             return
+        args: list[EncodableT] = [group, consumer, _RELEASED_IDLE_MS, int(undo_read), *ids]
         with _redis.translated(self._address):
             try:
-                self._set_idle_script(
-                    keys=[KEY_PREFIX + topic], args=[group, consumer, idle_ms, *ids]
-                )
+                self._release_script(keys=[KEY_PREFIX + topic], args=args)
             except redis.ResponseError as exc:
                 if not _group_gone(exc):  # no group: nothing is pending
                     raise

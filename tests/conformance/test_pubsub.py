@@ -247,26 +247,56 @@ def test_claim_idle_respects_count(ps: PubSub) -> None:
     assert [m.id for m in ps.claim_idle("t", "g", "c2", 0, 2)] == ids[:2]
 
 
-def test_touch_prevents_claiming(ps: PubSub) -> None:
+def test_record_retry_prevents_claiming(ps: PubSub) -> None:
     [message_id] = publish_all(ps, "t", 1)
     ps.read_new("t", "g", "busy", 10, 0)
     end = time.monotonic() + 1.2
-    while time.monotonic() < end:  # three times the idle limit, touched all along
-        ps.touch("t", "g", "busy", [message_id])
+    while time.monotonic() < end:  # three times the idle limit, retried all along
+        assert ps.record_retry("t", "g", "busy", message_id) > 1
         assert ps.claim_idle("t", "g", "other", 0.4, 10) == []
         time.sleep(0.05)
     claimed = eventually(lambda: ps.claim_idle("t", "g", "other", 0.4, 10))
     assert [m.id for m in claimed] == [message_id]
 
 
-def test_touch_does_not_take_anothers_message(ps: PubSub) -> None:
+def test_record_retry_does_not_take_anothers_message(ps: PubSub) -> None:
     [message_id] = publish_all(ps, "t", 1)
     ps.read_new("t", "g", "owner", 10, 0)
-    ps.touch("t", "g", "stranger", [message_id])
-    ps.touch("t", "nogroup", "stranger", [message_id])
-    ps.touch("t", "g", "stranger", [])
+    assert ps.record_retry("t", "g", "stranger", message_id) == 0
+    assert ps.record_retry("t", "nogroup", "stranger", message_id) == 0
+    assert ps.record_retry("t", "g", "owner", "99-0") == 0  # not pending at all
     assert ps.read_pending("t", "g", "stranger", 10) == []
-    assert [m.id for m in ps.read_pending("t", "g", "owner", 10)] == [message_id]
+    [mine] = ps.read_pending("t", "g", "owner", 10)
+    assert (mine.id, mine.deliveries) == (message_id, 2)  # the stranger counted nothing
+
+
+def test_delivery_counts_are_kept_by_the_backend(reopen: Open) -> None:
+    """Every read and retry counts, and a restarted worker sees the count."""
+    ps = reopen()
+    first, second = publish_all(ps, "t", 2)
+    assert [m.deliveries for m in ps.read_new("t", "g", "c", 10, 0)] == [1, 1]
+    assert ps.record_retry("t", "g", "c", first) == 2
+    assert ps.record_retry("t", "g", "c", first) == 3
+    restarted = reopen()
+    assert [(m.id, m.deliveries) for m in restarted.read_pending("t", "g", "c", 10)] == [
+        (first, 4),
+        (second, 2),
+    ]
+    restarted.release("t", "g", "c", [first])
+    restarted.release("t", "g", "c", [second], undo_read=True)  # read, never delivered
+    claimed = restarted.claim_idle("t", "g", "other", 3600, 10)
+    assert [(m.id, m.deliveries) for m in claimed] == [(first, 5), (second, 2)]
+    restarted.ack("t", "g", [first])
+    assert restarted.record_retry("t", "g", "other", first) == 0
+
+
+def test_undoing_a_read_never_counts_below_zero(ps: PubSub) -> None:
+    [message_id] = publish_all(ps, "t", 1)
+    ps.read_new("t", "g", "c", 1, 0)
+    for _ in range(3):
+        ps.release("t", "g", "c", [message_id], undo_read=True)
+    [claimed] = ps.claim_idle("t", "g", "c", 3600, 1)
+    assert claimed.deliveries == 1
 
 
 def test_metadata_and_binary_data_round_trip(ps: PubSub) -> None:
@@ -282,13 +312,15 @@ def test_metadata_and_binary_data_round_trip(ps: PubSub) -> None:
     assert (empty.data, dict(empty.metadata)) == (b"", {})
 
 
-@pytest.mark.parametrize("call", ["ack", "touch"])
+@pytest.mark.parametrize("call", ["ack", "record_retry", "release"])
 def test_bad_ids_are_invalid(ps: PubSub, call: str) -> None:
     with pytest.raises(InvalidRequestError, match="not-an-id"):
         if call == "ack":
             ps.ack("t", "g", ["not-an-id"])
+        elif call == "record_retry":
+            ps.record_retry("t", "g", "c", "not-an-id")
         else:
-            ps.touch("t", "g", "c", ["not-an-id"])
+            ps.release("t", "g", "c", ["not-an-id"])
 
 
 def test_count_must_be_positive(ps: PubSub) -> None:
@@ -459,7 +491,8 @@ def test_redis_unreachable_is_backend_unavailable() -> None:
             lambda: ps.read_new("t", "g", "c", 1, 0.1),
             lambda: ps.read_pending("t", "g", "c", 1),
             lambda: ps.claim_idle("t", "g", "c", 0, 1),
-            lambda: ps.touch("t", "g", "c", ["1-0"]),
+            lambda: ps.record_retry("t", "g", "c", "1-0"),
+            lambda: ps.release("t", "g", "c", ["1-0"]),
             lambda: ps.ack("t", "g", ["1-0"]),
         ):
             with pytest.raises(BackendUnavailableError, match=address):
