@@ -94,6 +94,10 @@ class RuntimeConfig:
     start_timeout: float = 20.0  # time a child may take to report ready
     max_connection_age: float = 5.0  # gRPC GOAWAY age: a hot upgrade drains in about this long
     log_level: str = "INFO"
+    # Open subscription streams (gRPC) and WebSocket connections the API process
+    # serves at once; one more is refused (RESOURCE_EXHAUSTED, HTTP 503).
+    max_streams: int = 512
+    max_websocket_connections: int = 512
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,8 @@ class Config:
                 "start_timeout": self.runtime.start_timeout,
                 "max_connection_age": self.runtime.max_connection_age,
                 "log_level": self.runtime.log_level,
+                "max_streams": self.runtime.max_streams,
+                "max_websocket_connections": self.runtime.max_websocket_connections,
             },
             "components": [
                 {

@@ -43,7 +43,10 @@ _RUNTIME = (
     "start_timeout",
     "max_connection_age",
     "log_level",
+    "max_streams",
+    "max_websocket_connections",
 )
+_MAX_OPEN = 100_000  # a limit on open streams or connections: each costs a thread
 _COMPONENT = ("type", "metadata", "workers")
 _KIND_EXTRA = {"hellos": ("hello",), "sequencer": ("biggerThan",)}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -270,9 +273,16 @@ class _Walker:
         level = self.text(body.get("log_level", default.log_level), "runtime.log_level")
         if level is not None and level.upper() not in _LOG_LEVELS:
             self.fail("runtime.log_level", f"one of {', '.join(_LOG_LEVELS)}", _describe(level))
+        limits = [
+            self.integer(body[key], f"runtime.{key}", 1, _MAX_OPEN)
+            if key in body
+            else getattr(default, key)
+            for key in ("max_streams", "max_websocket_connections")
+        ]
         known = [t for t in times if t is not None]
         if len(self.problems) > before or level is None or len(known) != len(times):
             return None
+        max_streams, max_websocket_connections = (n for n in limits if n is not None)
         request_timeout, shutdown_grace, start_timeout, max_connection_age = known
         return RuntimeConfig(
             run_dir,
@@ -281,6 +291,8 @@ class _Walker:
             start_timeout,
             max_connection_age,
             level.upper(),
+            max_streams,
+            max_websocket_connections,
         )
 
     def components(self, top: Mapping[str, Any]) -> list[ComponentConfig]:
