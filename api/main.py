@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from layotto.api import reuseport
+from layotto.api.limits import Saturation
 from layotto.api.nng_client import WorkerPool
 from layotto.api.server import build_handlers, start_server
 from layotto.api.streams import RESTARTING, Hub
@@ -33,9 +34,11 @@ from layotto.boundary.status import CallError, Code
 
 log = logging.getLogger("layotto.api")
 
+# Unary calls' threads. Each open subscription stream holds one more gRPC
+# thread for its lifetime, and there are at most runtime.max_streams of them
+# (api/limits.py), so the pool is GRPC_THREADS + max_streams: streams never
+# take the threads unary calls need.
 GRPC_THREADS = 32
-# Each open subscription stream holds a gRPC thread for its lifetime.
-STREAM_THREADS = 512
 # Connections must stay at zero this long before a draining API stops:
 # /proc snapshots can miss a connection for a moment.
 IDLE_CONFIRM = 0.3
@@ -56,9 +59,21 @@ class ApiProcess:
             for kind in {c.kind for c in self.config.components}
         }
         self.port = self.config.listeners.grpc.port
-        self.hub = Hub(self.pools)
+        runtime = self.config.runtime
+        self.saturation = Saturation(self.link.send)
+        streams = self.saturation.budget(
+            "subscription streams", "runtime.max_streams", runtime.max_streams
+        )
+        self.hub = Hub(self.pools, streams)
         self.websocket = WebSocketServer(
-            self.hub, self.components, websocket_socket(spec.run_dir, spec.generation)
+            self.hub,
+            self.components,
+            websocket_socket(spec.run_dir, spec.generation),
+            self.saturation.budget(
+                "WebSocket connections",
+                "runtime.max_websocket_connections",
+                runtime.max_websocket_connections,
+            ),
         )
 
     def end_streams(self) -> None:
@@ -125,7 +140,7 @@ class ApiProcess:
             server = start_server(
                 address,
                 build_handlers(self.pools, self.components, runtime.request_timeout, self.hub),
-                threads=GRPC_THREADS + STREAM_THREADS,
+                threads=GRPC_THREADS + runtime.max_streams,
                 max_connection_age=runtime.max_connection_age,
             )
         except RuntimeError as exc:

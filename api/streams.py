@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layotto.api.event_links import CALL_TIMEOUT, EventLink, Watcher
+from layotto.api.limits import Budget
 from layotto.api.nng_client import WorkerPool
 from layotto.api.routes import Components
 from layotto.boundary.addresses import events_address
@@ -177,8 +178,10 @@ class Session:
 class Hub:
     """Every session of this API process, and the links they share."""
 
-    def __init__(self, pools: Mapping[str, WorkerPool]) -> None:
+    def __init__(self, pools: Mapping[str, WorkerPool], streams: Budget | None = None) -> None:
         self.pools = pools
+        # the gRPC subscription streams open (WebSocket has its own budget)
+        self.streams = streams or Budget.unlimited("subscription streams")
         self._lock = threading.Lock()
         self._links: dict[str, EventLink] = {}
         self._sessions: set[Session] = set()

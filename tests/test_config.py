@@ -700,9 +700,7 @@ def test_stream_limits() -> None:
 )
 def test_stream_limits_are_positive_integers(key: str, value: Any, found: str) -> None:
     line = one_error(doc(runtime={key: value}))
-    assert line == (
-        f"test.yaml: runtime.{key}: expected an integer in 1..100000, found {found}"
-    )
+    assert line == (f"test.yaml: runtime.{key}: expected an integer in 1..100000, found {found}")
 
 
 def test_bad_log_level() -> None:
