@@ -24,6 +24,7 @@ from layotto.api.limits import Saturation
 from layotto.api.nng_client import WorkerPool
 from layotto.api.server import build_handlers, start_server
 from layotto.api.streams import RESTARTING, Hub
+from layotto.api.thread_pool import ElasticThreadPool
 from layotto.api.websocket import WebSocketServer
 from layotto.boundary import child, nng_exchange
 from layotto.boundary.addresses import events_address, websocket_socket
@@ -34,11 +35,13 @@ from layotto.boundary.status import CallError, Code
 
 log = logging.getLogger("layotto.api")
 
-# Unary calls' threads. Each open subscription stream holds one more gRPC
-# thread for its lifetime, and there are at most runtime.max_streams of them
-# (api/limits.py), so the pool is GRPC_THREADS + max_streams: streams never
-# take the threads unary calls need.
+# Unary calls' threads. Each open subscription stream holds a thread for its
+# lifetime from a pool of its own (api/thread_pool.py): runtime.max_streams
+# of them at most (api/limits.py), plus a few that answer RESOURCE_EXHAUSTED
+# beyond, and they end when idle. Streams never take the unary threads.
 GRPC_THREADS = 32
+REFUSING_THREADS = 16
+STREAM_THREAD_IDLE = 2.0  # seconds
 # Connections must stay at zero this long before a draining API stops:
 # /proc snapshots can miss a connection for a moment.
 IDLE_CONFIRM = 0.3
@@ -65,6 +68,9 @@ class ApiProcess:
             "subscription streams", "runtime.max_streams", runtime.max_streams
         )
         self.hub = Hub(self.pools, streams)
+        self.stream_threads = ElasticThreadPool(
+            runtime.max_streams + REFUSING_THREADS, "stream", STREAM_THREAD_IDLE
+        )
         self.websocket = WebSocketServer(
             self.hub,
             self.components,
@@ -139,8 +145,14 @@ class ApiProcess:
         try:
             server = start_server(
                 address,
-                build_handlers(self.pools, self.components, runtime.request_timeout, self.hub),
-                threads=GRPC_THREADS + runtime.max_streams,
+                build_handlers(
+                    self.pools,
+                    self.components,
+                    runtime.request_timeout,
+                    self.hub,
+                    self.stream_threads,
+                ),
+                threads=GRPC_THREADS,
                 max_connection_age=runtime.max_connection_age,
             )
         except RuntimeError as exc:
@@ -164,6 +176,7 @@ class ApiProcess:
         log.info("stopping: finishing in-flight calls (grace %.1f s)", runtime.shutdown_grace)
         self.end_streams()
         server.stop(runtime.shutdown_grace).wait()
+        self.stream_threads.shutdown(wait=False)
         self.websocket.stop()
         self.hub.close()
         for pool in self.pools.values():
