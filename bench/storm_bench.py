@@ -78,7 +78,7 @@ def main() -> None:
                         f"{threads} threads, PSS {pss / 1024:.1f} MiB"
                     )
 
-        start = settled(pid, 0)
+        start = settled(pid)
         print(f"API process at start: {start[0]} threads, PSS {start[1] / 1024:.1f} MiB")
         for clients in [int(n) for n in args.websocket.split(",") if n]:
             outcomes = trio.run(websocket_storm, sidecar.http_port, clients)

@@ -49,6 +49,13 @@ def threads_of(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
+def thread_names(pid: int) -> collections.Counter[str]:
+    """How many threads of each name (the kernel keeps 15 characters)."""
+    return collections.Counter(
+        (task / "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()
+    )
+
+
 def pss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         if line.startswith("Pss:"):
@@ -56,12 +63,12 @@ def pss_kib(pid: int) -> int:
     raise LookupError("no Pss in smaps_rollup")
 
 
-def settled(pid: int, threads: int, limit: float = 30.0) -> tuple[int, int]:
+def settled(pid: int, threads: int | None = None, limit: float = 30.0) -> tuple[int, int]:
     """(threads, PSS KiB) once the process is back within 10 % of ``threads``
     (idle threads end after a few seconds: stream threads 2 s, trio's 10 s),
-    or after ``limit``."""
+    or after ``limit``; at once when ``threads`` is None."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and threads_of(pid) > threads * 1.1:
+    while threads is not None and time.monotonic() < deadline and threads_of(pid) > threads * 1.1:
         time.sleep(0.5)  # polling /proc: no event says "threads have exited"
     return threads_of(pid), pss_kib(pid)
 

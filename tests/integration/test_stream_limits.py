@@ -31,6 +31,7 @@ from tests.storm import (
     save_watched_key,
     settled,
     stream_storm,
+    thread_names,
     websocket_storm,
 )
 
@@ -158,17 +159,20 @@ def test_beyond_the_limit_websocket_clients_get_503_and_none_is_dropped(
     assert sum("WebSocket connections: 200 are open" in line for line in sidecar.lines) == 1
 
 
-def test_threads_come_back_after_clients_leave(sidecar: Sidecar, aio: Any) -> None:
+def test_threads_come_back_after_clients_leave(tmp_path: Path, aio: Any) -> None:
     """Streams and WebSocket clients come and go (storms up to the limits, and
     refused ones beyond): the API process's threads return to within 10 % of
     where they started. (ThreadPoolExecutor kept every stream thread it ever
     started, and the event links a REQ context per thread, for good.)"""
-    pid = api_pid(sidecar)
-    start_threads, _ = settled(pid, 0)
-    for _ in range(2):
+    config = tmp_path / "layotto.yaml"
+    config.write_text(CONFIG)
+    with running_sidecar(config) as sidecar:  # its own: no thread of another test counted
+        save_watched_key(sidecar)
+        pid = api_pid(sidecar)
+        start_threads, _ = settled(pid)
         for outcome in ("opened", "RESOURCE_EXHAUSTED"):
             assert outcome in str(aio(stream_storm(sidecar.target, MAX_STREAMS + 50)))
         outcomes = trio.run(websocket_storm, sidecar.http_port, MAX_WEBSOCKET + 20)
         assert outcomes["watching"] == MAX_WEBSOCKET
-    threads, _ = settled(pid, start_threads)
-    assert threads <= start_threads * 1.1
+        threads, _ = settled(pid, start_threads)
+        assert threads <= start_threads * 1.1, thread_names(pid)
