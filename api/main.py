@@ -20,9 +20,11 @@ import time
 from typing import Any
 
 from layotto.api import reuseport
+from layotto.api.limits import Saturation
 from layotto.api.nng_client import WorkerPool
 from layotto.api.server import build_handlers, start_server
 from layotto.api.streams import RESTARTING, Hub
+from layotto.api.thread_pool import ElasticThreadPool
 from layotto.api.websocket import WebSocketServer
 from layotto.boundary import child, nng_exchange
 from layotto.boundary.addresses import events_address, websocket_socket
@@ -33,9 +35,13 @@ from layotto.boundary.status import CallError, Code
 
 log = logging.getLogger("layotto.api")
 
+# Unary calls' threads. Each open subscription stream holds a thread for its
+# lifetime from a pool of its own (api/thread_pool.py): runtime.max_streams
+# of them at most (api/limits.py), plus a few that answer RESOURCE_EXHAUSTED
+# beyond, and they end when idle. Streams never take the unary threads.
 GRPC_THREADS = 32
-# Each open subscription stream holds a gRPC thread for its lifetime.
-STREAM_THREADS = 512
+REFUSING_THREADS = 16
+STREAM_THREAD_IDLE = 2.0  # seconds
 # Connections must stay at zero this long before a draining API stops:
 # /proc snapshots can miss a connection for a moment.
 IDLE_CONFIRM = 0.3
@@ -56,9 +62,24 @@ class ApiProcess:
             for kind in {c.kind for c in self.config.components}
         }
         self.port = self.config.listeners.grpc.port
-        self.hub = Hub(self.pools)
+        runtime = self.config.runtime
+        self.saturation = Saturation(self.link.send)
+        streams = self.saturation.budget(
+            "subscription streams", "runtime.max_streams", runtime.max_streams
+        )
+        self.hub = Hub(self.pools, streams)
+        self.stream_threads = ElasticThreadPool(
+            runtime.max_streams + REFUSING_THREADS, "stream", STREAM_THREAD_IDLE
+        )
         self.websocket = WebSocketServer(
-            self.hub, self.components, websocket_socket(spec.run_dir, spec.generation)
+            self.hub,
+            self.components,
+            websocket_socket(spec.run_dir, spec.generation),
+            self.saturation.budget(
+                "WebSocket connections",
+                "runtime.max_websocket_connections",
+                runtime.max_websocket_connections,
+            ),
         )
 
     def end_streams(self) -> None:
@@ -124,8 +145,14 @@ class ApiProcess:
         try:
             server = start_server(
                 address,
-                build_handlers(self.pools, self.components, runtime.request_timeout, self.hub),
-                threads=GRPC_THREADS + STREAM_THREADS,
+                build_handlers(
+                    self.pools,
+                    self.components,
+                    runtime.request_timeout,
+                    self.hub,
+                    self.stream_threads,
+                ),
+                threads=GRPC_THREADS,
                 max_connection_age=runtime.max_connection_age,
                 max_receive_message_size=runtime.max_receive_message_size,
                 max_send_message_size=runtime.max_send_message_size,
@@ -151,6 +178,7 @@ class ApiProcess:
         log.info("stopping: finishing in-flight calls (grace %.1f s)", runtime.shutdown_grace)
         self.end_streams()
         server.stop(runtime.shutdown_grace).wait()
+        self.stream_threads.shutdown(wait=False)
         self.websocket.stop()
         self.hub.close()
         for pool in self.pools.values():

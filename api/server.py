@@ -80,7 +80,11 @@ def _method_handler(method: Any, behaviour: Callable[..., Any]) -> grpc.RpcMetho
 
 
 def _declared_behaviours(
-    pools: Mapping[str, WorkerPool], components: Components, default_timeout: float, hub: Hub
+    pools: Mapping[str, WorkerPool],
+    components: Components,
+    default_timeout: float,
+    hub: Hub,
+    stream_threads: ThreadPoolExecutor | None,
 ) -> dict[str, Callable[..., Any]]:
     """Runtime method name -> its handler, for every rpc declared in boundary/rpcs.py."""
     unserved = set(rpcs.STREAMS) ^ set(STREAM_HANDLERS)
@@ -90,15 +94,24 @@ def _declared_behaviours(
         name: _routed(rpc, pools, components, default_timeout) for name, rpc in rpcs.UNARY.items()
     }
     for name in rpcs.STREAMS:
-        behaviours[name] = STREAM_HANDLERS[name](hub, components)
+        behaviour = behaviours[name] = STREAM_HANDLERS[name](hub, components)
+        if stream_threads is not None:
+            # grpcio runs a method whose behaviour has this attribute on that
+            # pool instead of the server's: streams never take unary threads.
+            behaviour.experimental_thread_pool = stream_threads  # type: ignore[attr-defined]
     return behaviours
 
 
 def build_handlers(
-    pools: Mapping[str, WorkerPool], components: Components, default_timeout: float, hub: Hub
+    pools: Mapping[str, WorkerPool],
+    components: Components,
+    default_timeout: float,
+    hub: Hub,
+    stream_threads: ThreadPoolExecutor | None = None,
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
-    """Every method of the services: the declared rpcs, and UNIMPLEMENTED for the rest."""
-    declared = _declared_behaviours(pools, components, default_timeout, hub)
+    """Every method of the services: the declared rpcs, and UNIMPLEMENTED for
+    the rest. Subscription streams run on ``stream_threads`` when given."""
+    declared = _declared_behaviours(pools, components, default_timeout, hub, stream_threads)
     handlers = []
     for service in _SERVICES:
         methods = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -22,10 +23,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from layotto.api.event_links import CALL_TIMEOUT, EventLink, Watcher
+from layotto.api.limits import Budget
 from layotto.api.nng_client import WorkerPool
 from layotto.api.routes import Components
 from layotto.boundary.addresses import events_address
@@ -37,6 +39,7 @@ log = logging.getLogger("layotto.api.streams")
 OPEN_TIMEOUT = 5.0
 REOPEN_WITHIN = 15.0
 RESTARTING = "layotto is restarting (hot upgrade or stop): subscribe again"
+_keys = itertools.count(1)
 
 
 def check(condition: bool, code: Code, message: str) -> None:
@@ -83,6 +86,9 @@ class Subscription:
     payload: bytes  # what OpenSubscription was called with, to open it again
     link: EventLink | None = None
     sub_id: int = 0
+    # The worker's name for it with this process's pid: opened again, it
+    # replaces the worker's copy instead of clashing with it.
+    key: str = field(default_factory=lambda: str(next(_keys)))
 
 
 # ("events", (Subscription, list[bytes])) | ("lost", Subscription) | ("end", CallError)
@@ -101,7 +107,11 @@ class Session:
         address = self.hub.pools[sub.component].pick_address(sub.routing_key, sub.sticky, deadline)
         link = self.hub.link(sub.component, events_address(address))
         timeout = max(0.1, deadline - time.monotonic())
-        request = {"owner": os.getpid(), "request": base64.b64encode(sub.payload).decode()}
+        request = {
+            "owner": os.getpid(),
+            "key": sub.key,
+            "request": base64.b64encode(sub.payload).decode(),
+        }
         reply = json.loads(link.call("OpenSubscription", json.dumps(request).encode(), timeout))
         sub.link, sub.sub_id = link, int(reply["sub"])
         with self._lock:
@@ -177,8 +187,10 @@ class Session:
 class Hub:
     """Every session of this API process, and the links they share."""
 
-    def __init__(self, pools: Mapping[str, WorkerPool]) -> None:
+    def __init__(self, pools: Mapping[str, WorkerPool], streams: Budget | None = None) -> None:
         self.pools = pools
+        # the gRPC subscription streams open (WebSocket has its own budget)
+        self.streams = streams or Budget.unlimited("subscription streams")
         self._lock = threading.Lock()
         self._links: dict[str, EventLink] = {}
         self._sessions: set[Session] = set()

@@ -34,16 +34,22 @@ Handler = Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]]
 def _stream(
     hub: Hub, context: grpc.ServicerContext, body: Callable[[Session], Iterator[bytes]]
 ) -> Iterator[bytes]:
-    """Run ``body`` as one session; a CallError ends the stream with its status."""
-    session = hub.session()
-    context.add_callback(lambda: session.end(CallError(Code.CANCELLED, "client left")))
+    """Run ``body`` as one session; a CallError ends the stream with its status.
+    Beyond ``runtime.max_streams`` open streams, RESOURCE_EXHAUSTED at once."""
+    if not hub.streams.try_take():
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, hub.streams.refusal())
     try:
-        yield from body(session)
-    except CallError as error:
-        if context.is_active():
-            abort(context, error)
+        session = hub.session()
+        context.add_callback(lambda: session.end(CallError(Code.CANCELLED, "client left")))
+        try:
+            yield from body(session)
+        except CallError as error:
+            if context.is_active():
+                abort(context, error)
+        finally:
+            hub.forget(session)
     finally:
-        hub.forget(session)
+        hub.streams.give_back()
 
 
 def _read_in_background(requests: Iterator[bytes], each: Callable[[bytes], None]) -> None:

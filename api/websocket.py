@@ -31,6 +31,7 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
+from layotto.api.limits import Budget
 from layotto.api.routes import Components
 from layotto.api.streams import (
     OPEN_TIMEOUT,
@@ -53,6 +54,9 @@ STOP_TIMEOUT = 10.0
 CLOSE_RESTART = 1012  # "service restart": subscribe again
 CLOSE_INTERNAL = 1011
 _MAX_REASON = 123  # bytes: a close frame's reason must fit in a control frame
+# Connections the kernel queues until trio accepts them (it caps this at
+# net.core.somaxconn): a burst of clients waits here instead of being dropped.
+BACKLOG = 4096
 
 STATUSES = {
     "SUCCESS": cb.TopicEventResponse.SUCCESS,
@@ -351,10 +355,13 @@ class Client:
 class WebSocketServer:
     """Serves WebSocket on a unix socket, from a thread running trio."""
 
-    def __init__(self, hub: Hub, components: Components, path: str) -> None:
+    def __init__(
+        self, hub: Hub, components: Components, path: str, connections: Budget | None = None
+    ) -> None:
         self.hub = hub
         self.components = components
         self.path = path
+        self.connections = connections or Budget.unlimited("WebSocket connections")
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -369,7 +376,7 @@ class WebSocketServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(self.path)
-            sock.listen(128)
+            sock.listen(BACKLOG)
         except OSError:
             sock.close()
             raise
@@ -403,19 +410,13 @@ class WebSocketServer:
         # Any failure ends this connection only, never the server.
         try:
             async with trio.open_nursery() as nursery:
-                ws: WebSocketConnection | None = None
-                with trio.move_on_after(HANDSHAKE_TIMEOUT):
-                    request = await wrap_server_stream(nursery, stream)
-                    ws = await request.accept()
-                if ws is None:
-                    nursery.cancel_scope.cancel()
+                if not self.connections.try_take():
+                    await self._refuse(nursery, stream)
                     return
                 try:
-                    await Client(self.hub, self.components, ws, self._threads).serve()
+                    await self._serve(nursery, stream)
                 finally:
-                    with trio.move_on_after(CLOSE_TIMEOUT):
-                        await ws.aclose()
-                    nursery.cancel_scope.cancel()
+                    self.connections.give_back()
         except Exception as exc:
             if _client_gone(exc):
                 log.debug("WebSocket client went away: %r", exc)
@@ -424,6 +425,30 @@ class WebSocketServer:
         finally:
             with trio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await stream.aclose()
+
+    async def _serve(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
+        ws: WebSocketConnection | None = None
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            request = await wrap_server_stream(nursery, stream)
+            ws = await request.accept()
+        if ws is None:
+            nursery.cancel_scope.cancel()
+            return
+        try:
+            await Client(self.hub, self.components, ws, self._threads).serve()
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await ws.aclose()
+            nursery.cancel_scope.cancel()
+
+    async def _refuse(self, nursery: trio.Nursery, stream: trio.SocketStream) -> None:
+        """Beyond runtime.max_websocket_connections: HTTP 503 instead of the upgrade."""
+        body = json.dumps({"error": self.connections.refusal()}).encode()
+        headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            request = await wrap_server_stream(nursery, stream)
+            await request.reject(503, extra_headers=headers, body=body)
+        nursery.cancel_scope.cancel()
 
     def stop(self) -> None:
         """Stop serving (connections still open are dropped) and remove the socket."""

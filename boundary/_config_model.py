@@ -111,6 +111,10 @@ class RuntimeConfig:
     # Largest gRPC message delivering one pub/sub event may take: publish
     # refuses an event that would not fit in a subscriber's receive limit.
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
+    # Open subscription streams (gRPC) and WebSocket connections the API process
+    # serves at once; one more is refused (RESOURCE_EXHAUSTED, HTTP 503).
+    max_streams: int = 512
+    max_websocket_connections: int = 512
 
 
 @dataclass(frozen=True)

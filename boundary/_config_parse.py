@@ -47,7 +47,10 @@ _RUNTIME = (
     "max_receive_message_size",
     "max_send_message_size",
     "max_event_size",
+    "max_streams",
+    "max_websocket_connections",
 )
+_MAX_OPEN = 100_000  # a limit on open streams or connections: each costs a thread
 _COMPONENT = ("type", "metadata", "workers")
 _KIND_EXTRA = {"hellos": ("hello",), "sequencer": ("biggerThan",)}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -304,6 +307,12 @@ class _Walker:
             16,
             65536,
         )
+        limits = [
+            self.integer(body[key], f"runtime.{key}", 1, _MAX_OPEN)
+            if key in body
+            else getattr(default, key)
+            for key in ("max_streams", "max_websocket_connections")
+        ]
         known = [t for t in times if t is not None]
         receive = self.size(
             body.get("max_receive_message_size", default.max_receive_message_size),
@@ -329,20 +338,24 @@ class _Walker:
             or len(known) != len(times)
             or receive is None
             or event is None
+            or None in limits
         ):
             return None
+        max_streams, max_websocket_connections = (n for n in limits if n is not None)
         request_timeout, shutdown_grace, start_timeout, max_connection_age = known
         return RuntimeConfig(
-            run_dir,
-            request_timeout,
-            shutdown_grace,
-            start_timeout,
-            max_connection_age,
-            level.upper(),
-            http_connections,
-            receive,
-            send,
-            event,
+            run_dir=run_dir,
+            request_timeout=request_timeout,
+            shutdown_grace=shutdown_grace,
+            start_timeout=start_timeout,
+            max_connection_age=max_connection_age,
+            log_level=level.upper(),
+            max_http_connections=http_connections,
+            max_receive_message_size=receive,
+            max_send_message_size=send,
+            max_event_size=event,
+            max_streams=max_streams,
+            max_websocket_connections=max_websocket_connections,
         )
 
     def components(self, top: Mapping[str, Any]) -> list[ComponentConfig]:

@@ -316,7 +316,7 @@ def test_problem_line_format() -> None:
             "runtime.timeout",
             "run_dir, request_timeout, shutdown_grace, start_timeout, max_connection_age, "
             "log_level, max_http_connections, max_receive_message_size, "
-            "max_send_message_size, max_event_size",
+            "max_send_message_size, max_event_size, max_streams, max_websocket_connections",
             "unknown key 'timeout' (did you mean 'start_timeout'?)",
         ),
         (
@@ -741,6 +741,24 @@ def test_send_limit_must_let_events_through() -> None:
         "test.yaml: runtime.max_send_message_size: expected at least runtime.max_event_size "
         "(2097152): subscription streams send events, found 1048576"
     )
+
+
+def test_stream_limits() -> None:
+    assert parse(doc()).runtime.max_streams == 512
+    assert parse(doc()).runtime.max_websocket_connections == 512
+    cfg = parse(doc(runtime={"max_streams": 3, "max_websocket_connections": "7"}))
+    assert (cfg.runtime.max_streams, cfg.runtime.max_websocket_connections) == (3, 7)
+    assert config.Config.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+
+
+@pytest.mark.parametrize("key", ["max_streams", "max_websocket_connections"])
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [(0, "0"), (-1, "-1"), ("many", "'many'"), (2.5, "2.5"), (True, "true (a boolean)")],
+)
+def test_stream_limits_are_positive_integers(key: str, value: Any, found: str) -> None:
+    line = one_error(doc(runtime={key: value}))
+    assert line == (f"test.yaml: runtime.{key}: expected an integer in 1..100000, found {found}")
 
 
 def test_bad_log_level() -> None:

@@ -118,10 +118,10 @@ class ConfigurationBlock(SubscriptionBlock):
         return b""
 
     def open_subscription(self, payload: bytes) -> bytes:
-        owner, raw = open_request(payload)
+        owner, key, raw = open_request(payload)
         request = pb.SubscribeConfigurationRequest.FromString(raw)
         scope = self._scope(request.app_id, request.group, request.label)
-        mailbox = self.subscriptions.open(owner)
+        mailbox = self.subscriptions.open(owner, key)
         watcher = _Watcher(mailbox, scope, frozenset(request.keys))
         with self._watchers_lock:
             self._watchers[mailbox.id] = watcher

@@ -177,10 +177,10 @@ class PubSubBlock(SubscriptionBlock):
     # Streaming subscribers (through the API process).
 
     def open_subscription(self, payload: bytes) -> bytes:
-        owner, raw = open_request(payload)
+        owner, key, raw = open_request(payload)
         initial = pb.SubscribeTopicEventsRequestInitial.FromString(raw)
         topic = initial.topic
-        mailbox = self.subscriptions.open(owner)
+        mailbox = self.subscriptions.open(owner, key)
         with self._lock:
             if topic in self._consumers:
                 self.subscriptions.close(mailbox.id)

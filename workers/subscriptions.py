@@ -11,6 +11,12 @@ Each subscription holds a lease renewed by every poll that names it: when the
 API process that opened it dies, nobody polls, and the lease expiry closes
 it (a topic consumer then leaves its unacknowledged message pending, to be
 redelivered).
+
+The API names each subscription (its pid and a key of its own): opening one
+that this worker still holds under the same name replaces it. That is the
+API reopening a subscription it believed lost (a poll that failed while the
+worker still held it); without the name, the worker's own copy made the
+reopen fail with ALREADY_EXISTS until its lease ran out.
 """
 
 from __future__ import annotations
@@ -31,9 +37,12 @@ MAX_WAIT_SECONDS = 5.0
 class Mailbox:
     """Events of one subscription waiting to be polled, and the app's answers."""
 
-    def __init__(self, sub_id: int, owner: int, changed: threading.Condition) -> None:
+    def __init__(
+        self, sub_id: int, owner: int, changed: threading.Condition, key: str = ""
+    ) -> None:
         self.id = sub_id
         self.owner = owner  # pid of the API process that opened it
+        self.key = key  # the API's name for it ("": unnamed, never replaced)
         self.closed = False
         self.lease_until = time.monotonic() + LEASE_SECONDS
         self._changed = changed
@@ -81,12 +90,17 @@ class Subscriptions:
         self._open: dict[int, Mailbox] = {}
         self._ids = itertools.count(1)
 
-    def open(self, owner: int) -> Mailbox:
+    def open(self, owner: int, key: str = "") -> Mailbox:
         # A killed API process's subscriptions go first: its clients are
         # subscribing again right now, and must find their topics free.
         self._close_orphans()
+        if key:  # the same subscription opened again by its API: replaced
+            with self._changed:
+                same = [i for i, m in self._open.items() if (m.owner, m.key) == (owner, key)]
+            for sub_id in same:
+                self.close(sub_id)
         with self._changed:
-            mailbox = Mailbox(next(self._ids), owner, self._changed)
+            mailbox = Mailbox(next(self._ids), owner, self._changed, key)
             self._open[mailbox.id] = mailbox
             return mailbox
 
@@ -179,10 +193,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def open_request(payload: bytes) -> tuple[int, bytes]:
-    """OpenSubscription's payload: (owner pid, the subscription request bytes)."""
+def open_request(payload: bytes) -> tuple[int, str, bytes]:
+    """OpenSubscription's payload: (owner pid, its name for the subscription,
+    the subscription request bytes)."""
     request = json.loads(payload)
-    return int(request["owner"]), base64.b64decode(request["request"])
+    return int(request["owner"]), str(request.get("key", "")), base64.b64decode(request["request"])
 
 
 def opened(mailbox: Mailbox) -> bytes:
