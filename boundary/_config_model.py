@@ -98,6 +98,9 @@ class RuntimeConfig:
     # Open HTTP connections the supervisor serves at once (actuator and /ws
     # relays): well below the descriptor limit, which the supervisor needs too.
     max_http_connections: int = 256
+    # API processes per generation, all on the gRPC port (SO_REUSEPORT): one
+    # serves, the others stand by, so a dead one's port never refuses anyone.
+    api_processes: int = 2
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ _RUNTIME = (
     "max_connection_age",
     "log_level",
     "max_http_connections",
+    "api_processes",
 )
 _COMPONENT = ("type", "metadata", "workers")
 _KIND_EXTRA = {"hellos": ("hello",), "sequencer": ("biggerThan",)}
@@ -277,11 +278,15 @@ class _Walker:
             16,
             65536,
         )
+        api_processes = self.integer(
+            body.get("api_processes", default.api_processes), "runtime.api_processes", 1, 8
+        )
         known = [t for t in times if t is not None]
         if (
             len(self.problems) > before
             or level is None
             or http_connections is None
+            or api_processes is None
             or len(known) != len(times)
         ):
             return None
@@ -294,6 +299,7 @@ class _Walker:
             max_connection_age,
             level.upper(),
             http_connections,
+            api_processes,
         )
 
     def components(self, top: Mapping[str, Any]) -> list[ComponentConfig]:

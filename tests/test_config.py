@@ -315,7 +315,7 @@ def test_problem_line_format() -> None:
             {"runtime": {"timeout": 1}},
             "runtime.timeout",
             "run_dir, request_timeout, shutdown_grace, start_timeout, max_connection_age, "
-            "log_level, max_http_connections",
+            "log_level, max_http_connections, api_processes",
             "unknown key 'timeout' (did you mean 'start_timeout'?)",
         ),
         (
@@ -683,6 +683,13 @@ def test_runtime_values() -> None:
 def test_runtime_numbers_must_be_positive(key: str, value: Any, found: str) -> None:
     line = one_error(doc(runtime={key: value}))
     assert line == f"test.yaml: runtime.{key}: expected a number of seconds > 0, found {found}"
+
+
+def test_api_processes() -> None:
+    assert parse(doc()).runtime.api_processes == 2  # one serves, one stands by
+    assert parse(doc(runtime={"api_processes": 1})).runtime.api_processes == 1
+    line = one_error(doc(runtime={"api_processes": 0}))
+    assert line == "test.yaml: runtime.api_processes: expected an integer in 1..8, found 0"
 
 
 def test_bad_log_level() -> None:
