@@ -152,12 +152,14 @@ class Sidecar:
     def serving_api(self) -> tuple[str, int]:
         """The API process that holds the most gRPC connections (the
         reuseport group's member 0 takes every new one): name and pid."""
-        held = {
-            name: _established(pid, self.grpc_port) for name, pid in self.api_processes().items()
-        }
-        name = max(held, key=lambda n: held[n])
-        assert held[name] > 0, f"no API process holds a gRPC connection: {held}"
-        return name, self.api_processes()[name]
+        deadline = time.monotonic() + 10
+        while True:  # clients reconnect at their connection age: none held for a moment
+            apis = self.api_processes()
+            held = {name: _established(pid, self.grpc_port) for name, pid in apis.items()}
+            name = max(held, key=lambda n: held[n])
+            if held[name] > 0:
+                return name, apis[name]
+            assert time.monotonic() < deadline, f"no API process holds a gRPC connection: {held}"
 
     def stop(self, timeout: float = 30) -> int:
         if self.process is None or self.process.poll() is not None:

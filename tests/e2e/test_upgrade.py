@@ -213,14 +213,16 @@ def test_killed_serving_api_under_load_fails_only_the_calls_it_held(sidecar: Sid
     connections at once (it is in the port's reuseport group already).
 
     What the test can tell apart: a refused connection reads "Connection
-    refused" (ECONNREFUSED: nothing listened). What the killed process held
-    fails otherwise: calls in flight on its connections, and connections
-    it had accepted or had in its accept queue when it died ("Connection
-    reset by peer", also as "failed to connect"). It cannot tell which
-    process a call was on, so it bounds those: each of the load's six
-    callers has one call at a time, hence at most six fail. The resume time
-    is measured from the process's death (its pidfd), not from the kill,
-    which the kernel delivers a little later."""
+    refused" (ECONNREFUSED: nothing listened); there must be none. What the
+    killed process held fails otherwise, and only while it dies (the kernel
+    takes a few ms to tear it down; its pidfd says when it is done): calls in
+    flight on its connections, connections it had accepted or had in its
+    accept queue ("Connection reset by peer", "Socket closed", also as
+    "failed to connect"), including a caller's immediate retry that landed
+    in that queue before the listener closed. The test cannot tell which
+    process a call was on, so it asserts the timing instead: no failure
+    after the process's death, with a generous second for a client to see
+    it. The resume time is measured from the death."""
     with Load(sidecar.target) as load:
         load.wait_for_calls(200)
         name, pid = sidecar.serving_api()
@@ -229,7 +231,8 @@ def test_killed_serving_api_under_load_fails_only_the_calls_it_held(sidecar: Sid
         try:
             os.kill(pid, signal.SIGKILL)
             assert select.select([pidfd], [], [], 10)[0], "the killed API did not exit"
-            resumed = first_success_after(sidecar.target, time.monotonic())
+            died = time.monotonic()
+            resumed = first_success_after(sidecar.target, died)
         finally:
             os.close(pidfd)
         sidecar.wait_for_log(rf"{re.escape(name)}: STARTING -> RUNNING", after=mark)
@@ -237,7 +240,8 @@ def test_killed_serving_api_under_load_fails_only_the_calls_it_held(sidecar: Sid
         result = load.stop()
     assert [f for f in result.failures if "refused" in f.lower()] == []
     assert set(result.by_code) <= {"UNAVAILABLE"}, result.failures
-    assert len(result.failures) <= 6, result.failures
+    late = [f for f, at in zip(result.failures, result.failed_at, strict=True) if at > died + 1]
+    assert late == [], f"{len(late)} calls failed after the killed process was gone: {late[:5]}"
     assert result.wrong == []
     # The behaviour asked for is 100 ms; generous for a loaded 2-core machine.
     assert resumed < 0.5, f"serving resumed {resumed * 1000:.0f} ms after the kill"
