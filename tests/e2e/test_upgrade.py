@@ -212,17 +212,20 @@ def test_killed_serving_api_under_load_fails_only_the_calls_it_held(sidecar: Sid
     """kill -9 of the API process that serves: the standby one takes new
     connections at once (it is in the port's reuseport group already).
 
-    What the test can tell apart: a refused connection reads "Connection
-    refused" (ECONNREFUSED: nothing listened); there must be none. What the
-    killed process held fails otherwise, and only while it dies (the kernel
-    takes a few ms to tear it down; its pidfd says when it is done): calls in
-    flight on its connections, connections it had accepted or had in its
-    accept queue ("Connection reset by peer", "Socket closed", also as
-    "failed to connect"), including a caller's immediate retry that landed
-    in that queue before the listener closed. The test cannot tell which
-    process a call was on, so it asserts the timing instead: no failure
-    after the process's death, with a generous second for a client to see
-    it. The resume time is measured from the death."""
+    What the test can tell apart, by message and time:
+    - a refused connection reads "Connection refused" (nothing listened):
+      there must be none;
+    - what the killed process held fails while it dies (the kernel takes a
+      few ms; its pidfd says when it is done): calls in flight on its
+      connections, connections it had accepted or queued ("Connection reset
+      by peer", "Socket closed", also as "failed to connect"), including a
+      caller's immediate retry that landed in its queue;
+    - a client whose reconnect was such a queued connection backs off (grpc:
+      1 s, +-20 %) and fails its calls at once meanwhile with "failed to
+      connect to all addresses; last error: ... reset by peer": those calls
+      reach no server. It happened in 6 kills of 40 (docs/design.md).
+    It cannot tell which process a call was on. The resume time is measured
+    from the death."""
     with Load(sidecar.target) as load:
         load.wait_for_calls(200)
         name, pid = sidecar.serving_api()
@@ -240,8 +243,11 @@ def test_killed_serving_api_under_load_fails_only_the_calls_it_held(sidecar: Sid
         result = load.stop()
     assert [f for f in result.failures if "refused" in f.lower()] == []
     assert set(result.by_code) <= {"UNAVAILABLE"}, result.failures
-    late = [f for f, at in zip(result.failures, result.failed_at, strict=True) if at > died + 1]
-    assert late == [], f"{len(late)} calls failed after the killed process was gone: {late[:5]}"
+    failed = list(zip(result.failures, result.failed_at, strict=True))
+    # generous bounds: 0.5 s for a client to see its connection die, 2 s for the backoff
+    later = [f for f, at in failed if at > died + 0.5]
+    assert all("failed to connect to all" in f and "reset by peer" in f for f in later), later
+    assert [f for f, at in failed if at > died + 2] == []
     assert result.wrong == []
     # The behaviour asked for is 100 ms; generous for a loaded 2-core machine.
     assert resumed < 0.5, f"serving resumed {resumed * 1000:.0f} ms after the kill"
