@@ -4,8 +4,11 @@ Commands from the supervisor (control link):
 - ``workers``: route a component to this set of worker addresses; retired
   ones finish their calls, then ``retired`` is reported so the supervisor can
   stop them without failing a call.
-- ``drain`` (hot upgrade): steer new connections to the next API generation,
-  wait until clients have left (connection-age GOAWAY), then stop.
+- ``drain`` (hot upgrade): steer new connections to the next API generation
+  (``steer_to``: the reuseport group index of its first member), wait until
+  clients have left (connection-age GOAWAY), then stop.
+- ``steer``: attach "ret ``to``" to the reuseport group (``to`` 0 once the
+  old generation has left: member 0 serves, the others stand by).
 - ``stats``: per-worker request counts for ``layotto status``.
 SIGTERM stops at once, finishing in-flight calls within the grace period.
 """
@@ -63,6 +66,7 @@ class ApiProcess:
         }
         self.port = self.config.listeners.grpc.port
         runtime = self.config.runtime
+        self.steer_to = spec.steer_to
         self.saturation = Saturation(self.link.send)
         streams = self.saturation.budget(
             "subscription streams", "runtime.max_streams", runtime.max_streams
@@ -74,7 +78,7 @@ class ApiProcess:
         self.websocket = WebSocketServer(
             self.hub,
             self.components,
-            websocket_socket(spec.run_dir, spec.generation),
+            websocket_socket(spec.run_dir, spec.generation, spec.index),
             self.saturation.budget(
                 "WebSocket connections",
                 "runtime.max_websocket_connections",
@@ -97,7 +101,10 @@ class ApiProcess:
         elif command == "workers":
             self.set_workers(message["component"], message["addresses"])
         elif command == "drain":
-            threading.Thread(target=self.drain, name="drain", daemon=True).start()
+            steer_to = int(message.get("steer_to", 1))
+            threading.Thread(target=self.drain, args=(steer_to,), name="drain", daemon=True).start()
+        elif command == "steer":
+            reuseport.steer_new_connections(self.port, int(message["to"]))
 
     def set_workers(self, component: str, addresses: list[str]) -> None:
         pool = self.pools.get(component)
@@ -116,11 +123,16 @@ class ApiProcess:
 
             threading.Thread(target=finish, name="retire", daemon=True).start()
 
-    def drain(self) -> None:
-        """Hand new connections to the next generation; stop once ours are gone."""
+    def drain(self, steer_to: int) -> None:
+        """Hand new connections to the next generation (group member
+        ``steer_to`` and on, api/reuseport.py); stop once ours are gone."""
         runtime = self.config.runtime
-        attached = reuseport.steer_new_connections(self.port, 1)
-        log.info("draining: new connections go to the next generation (%d listeners)", attached)
+        attached = reuseport.steer_new_connections(self.port, steer_to)
+        log.info(
+            "draining: new connections go to the next generation (member %d, %d listeners)",
+            steer_to,
+            attached,
+        )
         self.end_streams()
         cap = time.monotonic() + 1.1 * runtime.max_connection_age + runtime.shutdown_grace + 2
         idle_since: float | None = None
@@ -168,9 +180,11 @@ class ApiProcess:
             self.link.send({"event": "fatal", "reason": f"cannot serve WebSocket: {exc}"})
             server.stop(0)
             return EXIT_CONFIG
-        # Keep new connections on the oldest generation until it drains (when
-        # this process is alone, that is this process).
-        reuseport.steer_new_connections(self.port, 0)
+        # Normally "ret 0": new connections stay on the group's first member
+        # (the oldest generation until it drains; the others stand by). While
+        # an older generation drains, the index it steers to, so that a
+        # restart of ours never undoes its steering (api/reuseport.py).
+        reuseport.steer_new_connections(self.port, self.steer_to)
         self.link.send({"event": "ready", "pid": os.getpid()})
         log.info("gRPC API serving on %s", address)
         while not self.stop.wait(1.0):

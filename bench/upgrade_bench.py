@@ -276,9 +276,10 @@ def _f(value: float | None, digits: int = 1) -> str:
 
 PHASES = (
     ("received", r"reload: starting generation {g}\b"),
-    ("new_api_ready", r"api@{g}: STARTING -> RUNNING"),
-    ("steered", r"\[api gen {old} pid \d+\] .*draining"),
-    ("old_api_gone", r"api@{old}: STOPPING -> STOPPED"),
+    # the first of a generation's API processes (runtime.api_processes) to get there
+    ("new_api_ready", r"api@{g}#\d+: STARTING -> RUNNING"),
+    ("steered", r"\[api gen {old} #\d+ pid \d+\] .*draining"),
+    ("old_api_gone", r"api@{old}#\d+: STOPPING -> STOPPED"),
     ("old_workers_gone", r"reload: generation {g} serving"),
 )
 

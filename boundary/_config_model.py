@@ -115,6 +115,9 @@ class RuntimeConfig:
     # serves at once; one more is refused (RESOURCE_EXHAUSTED, HTTP 503).
     max_streams: int = 512
     max_websocket_connections: int = 512
+    # API processes per generation, all on the gRPC port (SO_REUSEPORT): one
+    # serves, the others stand by, so a dead one's port never refuses anyone.
+    api_processes: int = 2
 
 
 @dataclass(frozen=True)

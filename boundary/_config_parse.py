@@ -49,6 +49,7 @@ _RUNTIME = (
     "max_event_size",
     "max_streams",
     "max_websocket_connections",
+    "api_processes",
 )
 _MAX_OPEN = 100_000  # a limit on open streams or connections: each costs a thread
 _COMPONENT = ("type", "metadata", "workers")
@@ -313,6 +314,9 @@ class _Walker:
             else getattr(default, key)
             for key in ("max_streams", "max_websocket_connections")
         ]
+        api_processes = self.integer(
+            body.get("api_processes", default.api_processes), "runtime.api_processes", 1, 8
+        )
         known = [t for t in times if t is not None]
         receive = self.size(
             body.get("max_receive_message_size", default.max_receive_message_size),
@@ -335,6 +339,7 @@ class _Walker:
             len(self.problems) > before
             or level is None
             or http_connections is None
+            or api_processes is None
             or len(known) != len(times)
             or receive is None
             or event is None
@@ -356,6 +361,7 @@ class _Walker:
             max_event_size=event,
             max_streams=max_streams,
             max_websocket_connections=max_websocket_connections,
+            api_processes=api_processes,
         )
 
     def components(self, top: Mapping[str, Any]) -> list[ComponentConfig]:

@@ -41,7 +41,7 @@ def state_file(run_dir: str, component: str) -> str:
     return os.path.join(run_dir, f"{STATE_PREFIX}{component}")
 
 
-def websocket_socket(run_dir: str, generation: int) -> str:
-    """The API process of ``generation`` serves WebSocket subscriptions here;
-    the supervisor relays ``/ws`` on its HTTP listener to it."""
-    return os.path.join(run_dir, f"ws-{generation}.sock")
+def websocket_socket(run_dir: str, generation: int, index: int) -> str:
+    """API process ``index`` of ``generation`` serves WebSocket subscriptions
+    here; the supervisor relays ``/ws`` on its HTTP listener to a live one."""
+    return os.path.join(run_dir, f"ws-{generation}-{index}.sock")

@@ -56,7 +56,7 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class ApiSpec:
-    """One generation's API process, and the workers it routes each component to."""
+    """One of a generation's API processes, and the workers it routes each component to."""
 
     role: ClassVar[str] = "api"
     module: ClassVar[str] = "layotto.api.main"
@@ -65,6 +65,11 @@ class ApiSpec:
     run_dir: str
     generation: int
     workers: Mapping[str, Sequence[str]]  # component -> worker addresses (kept as tuples)
+    index: int = 0  # which of its generation's API processes (names its WebSocket socket)
+    # The reuseport group member new connections go to, attached once it
+    # listens: 0 normally; during a hot upgrade's drain, the first new member
+    # (docs/design.md, "Hot upgrade"), so a restarted API never undoes it.
+    steer_to: int = 0
 
     def __post_init__(self) -> None:
         routes = {name: tuple(addresses) for name, addresses in self.workers.items()}
@@ -76,7 +81,7 @@ class ApiSpec:
 
     @property
     def label(self) -> str:
-        return f"api gen {self.generation}"
+        return f"api gen {self.generation} #{self.index}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +90,8 @@ class ApiSpec:
             "run_dir": self.run_dir,
             "generation": self.generation,
             "workers": {name: list(addresses) for name, addresses in self.workers.items()},
+            "index": self.index,
+            "steer_to": self.steer_to,
         }
 
 

@@ -5,8 +5,9 @@ health, so it answers directly; the listener therefore survives anything
 that happens to the children. HTTP parsing is h11's, not ours.
 
 ``GET /ws`` with ``Upgrade: websocket`` is not answered here: the connection
-is relayed, bytes unchanged, to the current API process's WebSocket server
-(api/websocket.py, protocol in docs/websocket.md). A hot upgrade closes
+is relayed, bytes unchanged, to the WebSocket server of one of the serving
+API processes, the first that runs and accepts (each has its own socket;
+api/websocket.py, protocol in docs/websocket.md). A hot upgrade closes
 such connections (code 1012); clients connect again and reach the new
 generation.
 """
@@ -22,6 +23,7 @@ import h11
 import trio
 
 from layotto.boundary.addresses import websocket_socket
+from layotto.boundary.specs import ApiSpec
 from layotto.supervisor import health
 from layotto.supervisor.arbiter import Arbiter
 from layotto.supervisor.http_connections import Connections, connection_limit, serve_http
@@ -107,16 +109,10 @@ async def _pump(source: trio.SocketStream, sink: trio.SocketStream, done: trio.C
 async def _relay_websocket(
     arbiter: Arbiter, conn: h11.Connection, client: trio.SocketStream, request: h11.Request
 ) -> None:
-    """Hand the connection to the current API process's WebSocket server: the
+    """Hand the connection to a serving API process's WebSocket server: the
     request head goes there as it came, then bytes flow both ways unchanged."""
-    api = arbiter.api
-    path = websocket_socket(arbiter.run_dir, api.generation)
-    try:
-        if not api.up:
-            raise FileNotFoundError(path)
-        upstream = await trio.open_unix_socket(path)
-    except OSError as exc:
-        log.debug("no WebSocket server to relay to: %s", exc)
+    upstream = await _open_websocket_upstream(arbiter)
+    if upstream is None:
         with trio.move_on_after(10):
             await _respond(
                 conn,
@@ -137,6 +133,21 @@ async def _relay_websocket(
                 nursery.start_soon(_pump, client, upstream, nursery.cancel_scope)
                 nursery.start_soon(_pump, upstream, client, nursery.cancel_scope)
                 nursery.start_soon(_limit_on_stop, arbiter, relay)
+
+
+async def _open_websocket_upstream(arbiter: Arbiter) -> trio.SocketStream | None:
+    """A connection to the WebSocket socket of a running API process of the
+    serving generation (one that was just killed refuses: the next is tried)."""
+    for api in arbiter.apis:
+        if not api.up:
+            continue
+        assert isinstance(api.spec, ApiSpec)
+        path = websocket_socket(arbiter.run_dir, api.generation, api.spec.index)
+        try:
+            return await trio.open_unix_socket(path)
+        except OSError as exc:
+            log.debug("no WebSocket server at %s: %s", path, exc)
+    return None
 
 
 async def _limit_on_stop(arbiter: Arbiter, relay: trio.CancelScope) -> None:

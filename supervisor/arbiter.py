@@ -50,15 +50,43 @@ class Arbiter(ChildTable):
         self.operation: str | None = None  # the reload or scale under way
         self.stop_begun = trio.Event()
         self._send, self._receive = trio.open_memory_channel[LoopEvent](1000)
-        self._stats_waiters: list[trio.MemorySendChannel[None]] = []
-        self._last_stats: Stats = {}
+        # per API process: its last request counts, and how many answers came
+        self._stats: dict[str, Stats] = {}
+        self._stats_answers: dict[str, int] = {}
+        # worker address -> the API processes that may still hold calls for it
+        self._retiring: dict[str, set[str]] = {}
         self._started = 0.0
         self._ready_logged = False
 
     def route(self, component: str, addresses: list[str]) -> None:
-        """Tell the current API which workers serve ``component``."""
+        """Tell the serving API processes which workers serve ``component``.
+
+        A worker taken out of the routing is stopped once every API process
+        told has reported it ``retired`` (its calls there are done) or has
+        exited (a restart starts with the new routing); at once if none runs."""
+        before = self.routing.get(component, [])
         self.set_route(component, addresses)
-        self.tell(self.api, {"cmd": "workers", "component": component, "addresses": addresses})
+        told = {api.id for api in self.apis if api.up}
+        for api in self.apis:
+            self.tell(api, {"cmd": "workers", "component": component, "addresses": addresses})
+        for address in before:
+            if address not in addresses:
+                self._retiring[address] = set(told)
+                self._release_worker(address, None)
+
+    def _release_worker(self, address: str, api_id: str | None) -> None:
+        """``api_id`` holds no call for worker ``address`` any more (None: just
+        check); the worker stops when no API process does."""
+        holders = self._retiring.get(address)
+        if holders is None:
+            return
+        holders.discard(api_id or "")
+        if holders:
+            return
+        del self._retiring[address]
+        for worker in self.children.values():
+            if worker.address == address and not worker.down:
+                self.stop_child(worker)
 
     # -- waiting (used by operations) ---------------------------------------------
 
@@ -157,6 +185,9 @@ class Arbiter(ChildTable):
         elif isinstance(event, ChildLifecycle):
             if isinstance(event.event, lc.Exited):
                 child.process = None
+                if child.role == "api":  # it holds no call any more
+                    for address in list(self._retiring):
+                        self._release_worker(address, child.id)
             self.apply(child, event.event)
         else:
             self._on_message(child, event.message)
@@ -252,15 +283,12 @@ class Arbiter(ChildTable):
         elif event == "fatal":
             child.fatal_reason = message.get("reason", "")
         elif event == "retired":
-            # the API finished every call it had sent to this worker
-            for worker in self.children.values():
-                if worker.address == message.get("address") and not worker.down:
-                    self.stop_child(worker)
+            # this API process finished every call it had sent to this worker
+            self._release_worker(str(message.get("address")), child.id)
         elif event == "stats":
-            self._last_stats = message.get("requests", {})
-            for waiter in self._stats_waiters:
-                waiter.send_nowait(None)
-            self._stats_waiters.clear()
+            self._stats[child.id] = message.get("requests", {})
+            self._stats_answers[child.id] = self._stats_answers.get(child.id, 0) + 1
+            self._notify()
 
     # -- commands ---------------------------------------------------------------
 
@@ -315,19 +343,25 @@ class Arbiter(ChildTable):
         command.reply.send_nowait(status_answer(self, stats, trio.current_time()))
 
     async def _api_stats(self) -> Stats:
-        """The API process's request counts per worker; the last known ones
-        when it does not answer within a second."""
-        api = self.api
-        if api.up and api.process is not None:
-            send, receive = trio.open_memory_channel[None](1)
-            self._stats_waiters.append(send)
-            try:
-                await api.process.send({"cmd": "stats"})
-                with trio.move_on_after(1.0):
-                    await receive.receive()
-            except (OSError, trio.ClosedResourceError):
-                pass
-        return self._last_stats
+        """Request counts per worker, summed over the serving API processes;
+        the last known ones of a process that does not answer within a second."""
+        apis = [api for api in self.apis if api.up and api.process is not None]
+        asked = {api.id: self._stats_answers.get(api.id, 0) for api in apis}
+        for api in apis:
+            self.tell(api, {"cmd": "stats"})
+        with trio.move_on_after(1.0):
+            await self.wait_until(
+                lambda: all(self._stats_answers.get(i, 0) > n for i, n in asked.items())
+            )
+        for gone in [i for i in self._stats if i not in self.children]:
+            del self._stats[gone], self._stats_answers[gone]
+        total: Stats = {}
+        for api_id in self.api_ids:
+            for component, counts in self._stats.get(api_id, {}).items():
+                summed = total.setdefault(component, {})
+                for address, count in counts.items():
+                    summed[address] = summed.get(address, 0) + count
+        return total
 
     # -- stopping ---------------------------------------------------------------
 

@@ -80,16 +80,18 @@ def zygote_child(config: Config, generation: int) -> Child:
 def api_child(
     config: Config,
     run_dir: str,
-    generation: int,
     routing: Mapping[str, Sequence[str]],
+    *,
+    generation: int,
+    index: int,
     zygote_id: str,
 ) -> Child:
-    """The API process of ``generation``, routing each component to ``routing``'s workers."""
+    """API process ``index`` of ``generation``, routing each component to ``routing``'s workers."""
     return Child(
-        f"api@{generation}",
+        f"api@{generation}#{index}",
         "api",
         generation,
-        ApiSpec(config, run_dir, generation, routing),
+        ApiSpec(config, run_dir, generation, routing, index=index),
         lc.Proc(config.runtime.start_timeout),
         forked_from=zygote_id,
     )

@@ -11,18 +11,35 @@ if TYPE_CHECKING:
 
 
 def readiness(arbiter: Arbiter) -> tuple[bool, dict[str, Any]]:
-    """UP only when the API and every component have a running, healthy worker."""
+    """UP only when an API process and every component have a running, healthy worker.
+
+    The "api" indicator is UP while at least one of the serving generation's
+    API processes runs: they share the gRPC port, so one serves while a dead
+    one restarts (each has its own indicator, ``api@<generation>#<n>``)."""
     components: dict[str, Any] = {}
-    api = arbiter.api
+    apis = arbiter.apis
+    running = [api for api in apis if api.up]
+    # A running API may have a reason too: saturation (its streams at their limit).
+    reasons = sorted({api.reason() for api in apis} - {""})
     components["api"] = {
-        "status": "UP" if api.up else "DOWN",
+        "status": "UP" if running else "DOWN",
         "details": {
-            "state": api.proc.state.value,
-            "pid": api.proc.pid,
-            "generation": api.generation,
-            **({"reason": api.reason()} if api.reason() else {}),
+            "generation": arbiter.generation,
+            "running": len(running),
+            "processes": len(apis),
+            **({"reason": "; ".join(reasons)} if reasons else {}),
         },
     }
+    for api in apis:
+        components[api.id] = {
+            "status": "UP" if api.up else "DOWN",
+            "details": {
+                "state": api.proc.state.value,
+                "pid": api.proc.pid,
+                "restarts": api.proc.restarts,
+                **({"reason": api.reason()} if api.reason() else {}),
+            },
+        }
     for component in arbiter.config.components:
         workers = arbiter.workers_of(component.name)
         healthy = [w for w in workers if w.healthy]

@@ -89,11 +89,13 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     """Re-read the config and replace every process without failing a call.
 
     Order: validate everything; start the new zygote and workers, then the
-    new API process, and wait for each to be ready; only then tell the old
-    API to drain (new connections are steered to the new one, and it stops
-    once its clients have moved, via connection-age GOAWAY); then stop the
-    old workers, then the old zygote. Any failure before the switch tears
-    the new generation down and leaves the old one serving.
+    new API processes, and wait for each to be ready; only then tell every
+    old API process to drain (new connections are steered to the new ones,
+    and each stops once its clients have moved, via connection-age GOAWAY);
+    then stop the old workers, then the old zygote, and steer new
+    connections back to the group's first member ("ret 0"). Any failure
+    before the switch tears the new generation down and leaves the old one
+    serving.
     """
     started = trio.current_time()
     old_config = arbiter.config
@@ -117,17 +119,28 @@ async def reload(arbiter: Arbiter) -> dict[str, Any]:
     if problem is not None:  # roll back: the old generation never stopped serving
         await _stop_all(arbiter, new)
         return _failed(arbiter, started, f"generation {generation} did not start: {problem}")
-    zygote, new_api = new[0], new[-1]
+    zygote, new_apis = new[0], [c for c in new if c.role == "api"]
 
-    old_api, old_zygote = arbiter.api, arbiter.children.get(arbiter.zygote_id)
+    old_apis = arbiter.apis
+    await _wait_settled(arbiter, old_apis, old_config.runtime.start_timeout)
+    # From here to the drain orders there is no checkpoint: the table stays as read.
+    old_zygote = arbiter.children.get(arbiter.zygote_id)
     # FATAL ones too: replaced, they must leave the table (liveness reads it).
     old_workers = [w for name in plan.retire for w in arbiter.workers_of(name)]
     old_workers += arbiter.unrouted_workers(before=generation)
-    arbiter.switch_generation(generation, new_config, api=new_api, zygote=zygote, routing=routing)
-    await _retire_api(arbiter, old_api, old_config)
+    # The old API processes joined the reuseport group first, so they sit
+    # below index len(old_apis) and the new ones start there (api/reuseport.py).
+    steer_to = len(old_apis)
+    arbiter.switch_generation(generation, new_config, apis=new_apis, zygote=zygote, routing=routing)
+    arbiter.set_steering(new_apis, steer_to)  # a new one restarting now keeps the steering
+    await _retire_apis(arbiter, old_apis, old_config, steer_to)
     await _stop_all(arbiter, old_workers)
     if old_zygote is not None:  # after its workers, so they are not orphaned
         await _stop_all(arbiter, [old_zygote])
+    # Only new members are left: back to "member 0 serves, the others stand by".
+    arbiter.set_steering(new_apis, 0)
+    for api in new_apis:
+        arbiter.tell(api, {"cmd": "steer", "to": 0})
     seconds = round(trio.current_time() - started, 3)
     log.info("reload: generation %d serving (%.2f s)", generation, seconds)
     arbiter.record_reload(
@@ -140,8 +153,8 @@ async def _start_generation(
     arbiter: Arbiter, generation: int, config: Config, plan: ReloadPlan
 ) -> tuple[str | None, list[Child], dict[str, list[str]]]:
     """Start ``plan``'s new processes: the zygote and workers, then (once they
-    run) the API process. Returns why they did not all start (None: they
-    did), every child started (zygote first, API last) and the new API's
+    run) the API processes. Returns why they did not all start (None: they
+    did), every child started (zygote first, APIs last) and the new APIs'
     routing: the kept components' workers and the new ones."""
     timeout = config.runtime.start_timeout
     zygote = arbiter.new_zygote(generation, config)  # imports the code as it is on disk now
@@ -160,22 +173,37 @@ async def _start_generation(
     problem = await _start_all(arbiter, started, timeout, reach_backends=True)
     if problem is not None:
         return problem, started, routing
-    api = arbiter.new_api(generation, config, routing, zygote.id)
-    started.append(api)
-    return await _start_all(arbiter, [api], timeout), started, routing
+    apis = [
+        arbiter.new_api(generation, n, config, routing, zygote.id)
+        for n in range(config.runtime.api_processes)
+    ]
+    started += apis
+    return await _start_all(arbiter, apis, timeout), started, routing
 
 
-async def _retire_api(arbiter: Arbiter, old_api: Child, old_config: Config) -> None:
-    """Let the previous API process drain its clients and exit; returns once it is down."""
-    if old_api.up:
-        arbiter.tell(old_api, {"cmd": "drain"})
-        runtime = old_config.runtime
-        drain_cap = 1.1 * runtime.max_connection_age + 2 * runtime.shutdown_grace + 10
-        arbiter.stop_child(old_api, drain_cap, signal_it=False)
-    else:
-        arbiter.stop_child(old_api)
-    await arbiter.wait_until(lambda: old_api.down)  # bounded by its escalation timer
-    arbiter.forget([old_api])
+async def _wait_settled(arbiter: Arbiter, apis: list[Child], limit: float) -> None:
+    """Until none of ``apis`` is starting (bounded by ``limit``): one that
+    starts would attach "ret 0" once it listens, undoing the switch's steering."""
+    with trio.move_on_after(limit):
+        await arbiter.wait_until(lambda: all(a.proc.state != lc.State.STARTING for a in apis))
+
+
+async def _retire_apis(
+    arbiter: Arbiter, old_apis: list[Child], old_config: Config, steer_to: int
+) -> None:
+    """Tell every previous API process to steer new connections to group
+    member ``steer_to`` (the first new one), drain its clients and exit;
+    none is restarted. Returns once all are down."""
+    runtime = old_config.runtime
+    drain_cap = 1.1 * runtime.max_connection_age + 2 * runtime.shutdown_grace + 10
+    for api in old_apis:
+        if api.up:
+            arbiter.tell(api, {"cmd": "drain", "steer_to": steer_to})
+            arbiter.stop_child(api, drain_cap, signal_it=False)
+        else:
+            arbiter.stop_child(api)
+    await arbiter.wait_until(lambda: all(a.down for a in old_apis))  # bounded by their timers
+    arbiter.forget(old_apis)
 
 
 async def scale(arbiter: Arbiter, name: Any, count: Any) -> dict[str, Any]:
@@ -205,11 +233,9 @@ async def scale(arbiter: Arbiter, name: Any, count: Any) -> dict[str, Any]:
             return {"ok": False, "error": f"new workers did not start: {problem}"}
     elif count < len(current):
         keep, retired = current[:count], current[count:]
+        # each stops once every API process has reported it "retired" (its
+        # calls there are done) or exited; at once if no API process runs
         arbiter.route(component.name, [w.address for w in keep])
-        if not arbiter.api.up:  # nobody routes to them: stop at once
-            for worker in retired:
-                arbiter.stop_child(worker)
-        # otherwise the API reports each one "retired" once its calls are done
         with trio.move_on_after(120):
             await arbiter.wait_until(lambda: all(w.down for w in retired))
         arbiter.forget([w for w in retired if w.down])

@@ -3,7 +3,10 @@
 A reload replaces every process so upgraded code takes effect, with one
 exception: an in-memory component whose config did not change keeps its
 worker, because its data lives in that process and would otherwise be lost.
-Listener addresses cannot change on reload (clients would be cut off).
+Listener addresses cannot change on reload (clients would be cut off), and
+the number of API processes cannot go down (the switch steers new
+connections past the old API processes, which needs at least as many new
+ones: docs/design.md, "Hot upgrade").
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         )
     if old.run_dir() != new.run_dir():
         refused.append("runtime.run_dir changed; it needs a restart")
+    if new.runtime.api_processes < old.runtime.api_processes:
+        refused.append(
+            f"runtime.api_processes lowered ({old.runtime.api_processes} -> "
+            f"{new.runtime.api_processes}); fewer API processes need a restart"
+        )
     if refused:
         raise ReloadRefusedError("; ".join(refused))
     start, keep, retire, lost = [], [], [], []

@@ -38,14 +38,17 @@ class ChildTable:
             self.routing[component.name] = [
                 self.new_worker(component, 1).address for _ in range(component.workers)
             ]
-        self.api_id = self.new_api(1, config, self.routing).id
+        # the serving generation's API processes, all on the gRPC port
+        self.api_ids = [
+            self.new_api(1, n, config, self.routing).id for n in range(config.runtime.api_processes)
+        ]
 
     # -- reading --------------------------------------------------------------------
 
     @property
-    def api(self) -> Child:
-        """The API process of the generation that serves."""
-        return self.children[self.api_id]
+    def apis(self) -> list[Child]:
+        """The API processes of the generation that serves, whatever their state."""
+        return [self.children[i] for i in self.api_ids]
 
     def workers_of(self, component: str) -> list[Child]:
         addresses = self.routing.get(component, [])
@@ -104,20 +107,26 @@ class ChildTable:
     def new_api(
         self,
         generation: int,
+        index: int,
         config: Config,
         routing: Mapping[str, Sequence[str]],
         zygote_id: str | None = None,
     ) -> Child:
         return self._add(
             child_specs.api_child(
-                config, self.run_dir, generation, routing, zygote_id or self.zygote_id
+                config,
+                self.run_dir,
+                routing,
+                generation=generation,
+                index=index,
+                zygote_id=zygote_id or self.zygote_id,
             )
         )
 
     def forget(self, children: list[Child]) -> None:
         """Drop stopped children that no longer belong to the sidecar."""
         for child in children:
-            if child.down and child.id != self.api_id:
+            if child.down and child.id not in self.api_ids:
                 self.children.pop(child.id, None)
         self._notify()
 
@@ -128,13 +137,20 @@ class ChildTable:
         generation: int,
         config: Config,
         *,
-        api: Child,
+        apis: Sequence[Child],
         zygote: Child,
         routing: dict[str, list[str]],
     ) -> None:
-        """From now on ``api`` (and its zygote) serve, with ``config``."""
+        """From now on ``apis`` (and their zygote) serve, with ``config``."""
         self.config, self.generation = config, generation
-        self.api_id, self.zygote_id, self.routing = api.id, zygote.id, routing
+        self.api_ids, self.zygote_id, self.routing = [a.id for a in apis], zygote.id, routing
+        self._notify()
+
+    def set_steering(self, apis: Sequence[Child], steer_to: int) -> None:
+        """The reuseport index ``apis`` attach when they (re)start (api/reuseport.py)."""
+        for api in apis:
+            assert isinstance(api.spec, ApiSpec)
+            api.spec = dataclasses.replace(api.spec, steer_to=steer_to)
         self._notify()
 
     def record_reload(self, outcome: dict[str, Any]) -> None:
@@ -143,11 +159,11 @@ class ChildTable:
         self._notify()
 
     def set_route(self, component: str, addresses: list[str]) -> None:
-        """Route ``component`` to ``addresses``, also in the serving API's spec,
+        """Route ``component`` to ``addresses``, also in the serving APIs' specs,
         so that an API process restarted later starts with it."""
         self.routing[component] = list(addresses)
-        api = self.api
-        assert isinstance(api.spec, ApiSpec)
-        workers = {**api.spec.workers, component: tuple(addresses)}
-        api.spec = dataclasses.replace(api.spec, workers=workers)
+        for api in self.apis:
+            assert isinstance(api.spec, ApiSpec)
+            workers = {**api.spec.workers, component: tuple(addresses)}
+            api.spec = dataclasses.replace(api.spec, workers=workers)
         self._notify()

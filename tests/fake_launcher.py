@@ -1,9 +1,9 @@
 """A recording fake of the supervisor's Launcher: children without processes.
 
 Every spawn, signal, message sent, readiness report and exit is appended to
-``FakeLauncher.actions`` as a tuple (``("spawn", "api@2")``, ``("signal",
-"cache#0", "SIGTERM")``, ``("send", "api@1", "drain")``, ``("report",
-"zygote@2", "ready")``, ``("exit", "api@1", 0)``), so a test asserts the order of what
+``FakeLauncher.actions`` as a tuple (``("spawn", "api@2#0")``, ``("signal",
+"cache#0", "SIGTERM")``, ``("send", "api@1#0", "drain")``, ``("report",
+"zygote@2", "ready")``, ``("exit", "api@1#0", 0)``), so a test asserts the order of what
 the supervisor did. By default a child reports ready as soon as it is
 spawned, exits on SIGTERM (and SIGKILL) and, as an API process, exits once
 told to drain; a ``Script`` per child id changes that, and a test can make
@@ -36,6 +36,7 @@ class Script:
     exit_status: int | None = None  # instead: exit at once with this status
     exits_on_term: bool = True  # SIGTERM makes it exit 0 (SIGKILL always kills it)
     exits_on_drain: bool = True  # an API process told to drain exits 0 (as it would)
+    requests: dict[str, dict[str, int]] | None = None  # as an API: its answer to "stats"
 
 
 class FakeProcess:
@@ -76,7 +77,7 @@ class FakeProcess:
         self._launcher.record("send", self.child_id, command)
         self._launcher.sent.append((self.child_id, message))
         if command == "stats":
-            self.report({"event": "stats", "requests": {}})
+            self.report({"event": "stats", "requests": self.script.requests or {}})
         elif command == "drain" and self.script.exits_on_drain:
             self.exit(0)
 

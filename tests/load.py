@@ -25,6 +25,7 @@ STRONG = pb.SequencerOptions(increment=pb.SequencerOptions.STRONG)
 class LoadResult:
     calls: int = 0
     failures: list[str] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)  # time.monotonic() of each failure
     wrong: list[str] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
     by_code: Counter[str] = field(default_factory=Counter)
@@ -77,6 +78,7 @@ class Load:
                 self.result.calls += 1
             else:
                 self.result.failures.append(what)
+                self.result.failed_at.append(time.monotonic())
                 self.result.by_code[code] += 1
 
     def _one_round(

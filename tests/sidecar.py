@@ -144,6 +144,23 @@ class Sidecar:
             found += parents
         return found
 
+    def api_processes(self) -> dict[str, int]:
+        """Every API process in `layotto status`: name -> pid."""
+        rows = [line.split() for line in self.cli("status").stdout.splitlines()]
+        return {cells[0]: int(cells[2]) for cells in rows if cells and cells[0].startswith("api@")}
+
+    def serving_api(self) -> tuple[str, int]:
+        """The API process that holds the most gRPC connections (the
+        reuseport group's member 0 takes every new one): name and pid."""
+        deadline = time.monotonic() + 10
+        while True:  # clients reconnect at their connection age: none held for a moment
+            apis = self.api_processes()
+            held = {name: _established(pid, self.grpc_port) for name, pid in apis.items()}
+            name = max(held, key=lambda n: held[n])
+            if held[name] > 0:
+                return name, apis[name]
+            assert time.monotonic() < deadline, f"no API process holds a gRPC connection: {held}"
+
     def stop(self, timeout: float = 30) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
@@ -159,6 +176,25 @@ class Sidecar:
             self.process.wait(timeout=10)
         if self.process.stderr is not None:
             self.process.stderr.close()
+
+
+def _established(pid: int, port: int) -> int:
+    """Established TCP connections process ``pid`` holds on local ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                cells = line.split()
+                if int(cells[1].rsplit(":", 1)[1], 16) == port and cells[3] == "01":
+                    inodes.add(f"socket:[{cells[9]}]")
+    fds = f"/proc/{pid}/fd"
+    held = 0
+    for fd in os.listdir(fds):
+        try:
+            held += os.readlink(os.path.join(fds, fd)) in inodes
+        except OSError:
+            continue
+    return held
 
 
 def _remove_trees(*paths: str) -> None:

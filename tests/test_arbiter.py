@@ -25,8 +25,9 @@ from layotto.supervisor import lifecycle as lc
 from layotto.supervisor.arbiter import Arbiter
 from tests.fake_launcher import FakeLauncher, Script
 
-# Generation 1: zygote@1, helloworld#0, cache#0, cache#1, locks#0, api@1.
-# A reload replaces all but locks#0 (in memory, unchanged: its data stays).
+# Generation 1: zygote@1, helloworld#0, cache#0, cache#1, locks#0, api@1#0, api@1#1
+# (runtime.api_processes defaults to 2). A reload replaces all but locks#0
+# (in memory, unchanged: its data stays).
 CONFIG = """
 listeners: {grpc: "127.0.0.1:1", http: "127.0.0.1:2"}
 hellos: {helloworld: {type: helloworld}}
@@ -35,6 +36,8 @@ lock: {locks: {type: in-memory}}
 """
 OLD_WORKERS = ("helloworld#0", "cache#0", "cache#1")
 NEW_WORKERS = ("helloworld#1", "cache#2", "cache#3")
+OLD_APIS = ("api@1#0", "api@1#1")
+NEW_APIS = ("api@2#0", "api@2#1")
 LIMIT = 600  # virtual seconds: far above any timeout the supervisor uses
 
 
@@ -110,24 +113,42 @@ async def test_reload_starts_the_new_generation_before_it_stops_the_old(
         for worker in NEW_WORKERS:
             assert at("report", "zygote@2", "ready") < at("spawn", worker)
             assert launcher.processes[worker].forked_from == "zygote@2"
-        # the new API starts once every new worker is ready, and is forked too
-        assert max(at("report", w, "ready") for w in NEW_WORKERS) < at("spawn", "api@2")
-        assert launcher.processes["api@2"].forked_from == "zygote@2"
-        # switch: the old API drains only once the new one is ready
-        assert at("report", "api@2", "ready") < at("send", "api@1", "drain")
-        # the old workers stop once the old API is gone, the old zygote after them
+        # the new APIs start once every new worker is ready, and are forked too
+        for api in NEW_APIS:
+            assert max(at("report", w, "ready") for w in NEW_WORKERS) < at("spawn", api)
+            assert launcher.processes[api].forked_from == "zygote@2"
+        # switch: the old APIs drain only once every new one is ready, and
+        # steer new connections past themselves, to the first new member
+        for old in OLD_APIS:
+            assert max(at("report", new, "ready") for new in NEW_APIS) < at("send", old, "drain")
+            assert (old, {"cmd": "drain", "steer_to": 2}) in launcher.sent
+        # the old workers stop once every old API is gone, the old zygote after them
         for worker in OLD_WORKERS:
-            assert at("exit", "api@1", 0) < at("signal", worker, "SIGTERM")
+            for old in OLD_APIS:
+                assert at("exit", old, 0) < at("signal", worker, "SIGTERM")
             assert at("exit", worker, 0) < at("signal", "zygote@1", "SIGTERM")
-        # the old API was not signalled: it drains and exits by itself
-        assert launcher.signalled("api@1") == []
-        # the unchanged in-memory worker carries over, and the new API routes to it
+        # the old APIs were not signalled: they drain and exit by themselves
+        for old in OLD_APIS:
+            assert launcher.signalled(old) == []
+        # once only new ones are left, member 0 serves again
+        for new in NEW_APIS:
+            with trio.fail_after(LIMIT):  # told by a task of its own
+                await launcher.wait_for(lambda new=new: launcher.did("send", new, "steer"))
+            assert at("exit", "zygote@1", 0) < at("send", new, "steer")
+            assert (new, {"cmd": "steer", "to": 0}) in launcher.sent
+            assert arbiter.children[new].spec.steer_to == 0  # type: ignore[union-attr]
+        # the unchanged in-memory worker carries over, and the new APIs route to it
         assert launcher.signalled("locks#0") == []
         assert arbiter.routing["locks"] == kept
-        assert arbiter.api.spec.workers["locks"] == tuple(kept)  # type: ignore[union-attr]
+        for api in arbiter.apis:
+            assert api.spec.workers["locks"] == tuple(kept)  # type: ignore[union-attr]
 
-        assert (arbiter.generation, arbiter.api_id, arbiter.zygote_id) == (2, "api@2", "zygote@2")
-        assert sorted(arbiter.children) == sorted(["zygote@2", "api@2", "locks#0", *NEW_WORKERS])
+        assert (arbiter.generation, arbiter.api_ids, arbiter.zygote_id) == (
+            2,
+            list(NEW_APIS),
+            "zygote@2",
+        )
+        assert sorted(arbiter.children) == sorted(["zygote@2", *NEW_APIS, "locks#0", *NEW_WORKERS])
         assert arbiter.last_reload is not None and arbiter.last_reload["ok"]
 
 
@@ -146,11 +167,16 @@ async def test_reload_stops_the_workers_of_a_removed_component(
 
 
 def assert_generation_1_untouched(launcher: FakeLauncher, arbiter: Arbiter) -> None:
-    assert not launcher.did("send", "api@1", "drain")
-    for child in ("api@1", "zygote@1", "locks#0", *OLD_WORKERS):
+    for api in OLD_APIS:
+        assert not launcher.did("send", api, "drain")
+    for child in (*OLD_APIS, "zygote@1", "locks#0", *OLD_WORKERS):
         assert launcher.signalled(child) == [], child
         assert arbiter.children[child].up, child
-    assert (arbiter.generation, arbiter.api_id, arbiter.zygote_id) == (1, "api@1", "zygote@1")
+    assert (arbiter.generation, arbiter.api_ids, arbiter.zygote_id) == (
+        1,
+        list(OLD_APIS),
+        "zygote@1",
+    )
 
 
 async def test_reload_rolls_back_when_a_new_worker_exits_with_a_config_error(
@@ -165,7 +191,7 @@ async def test_reload_rolls_back_when_a_new_worker_exits_with_a_config_error(
         assert "generation 2 did not start" in answer["error"]
         assert "cache#2 FATAL" in answer["error"] and "status 78" in answer["error"]
         assert answer["generation"] == 1
-        assert "api@2" not in launcher.spawned()  # no API for a generation that failed
+        assert not set(NEW_APIS) & set(launcher.spawned())  # no API for a generation that failed
         for child in ("zygote@2", "helloworld#1", "cache#3"):
             assert launcher.signalled(child) == ["SIGTERM"], child
             assert child not in arbiter.children
@@ -187,11 +213,11 @@ async def test_reload_rolls_back_when_a_new_worker_cannot_reach_its_backend(
 
         assert not answer["ok"]
         assert "cache#3 cannot reach its backend (redis at 127.0.0.1:1: refused)" in answer["error"]
-        assert "api@2" not in launcher.spawned()
+        assert not set(NEW_APIS) & set(launcher.spawned())
         assert_generation_1_untouched(launcher, arbiter)
 
 
-@pytest.mark.parametrize("never_ready", ["helloworld#1", "api@2"])
+@pytest.mark.parametrize("never_ready", ["helloworld#1", "api@2#1"])
 async def test_reload_rolls_back_when_a_new_process_never_gets_ready(
     config_file: Path,
     launcher: FakeLauncher,
@@ -249,8 +275,10 @@ async def test_sighup_runs_the_same_reload_as_the_command(
         with trio.fail_after(LIMIT):
             await arbiter.wait_until(lambda: arbiter.last_reload is not None)
         assert arbiter.last_reload is not None and arbiter.last_reload["ok"]
-        assert (arbiter.generation, arbiter.api_id) == (2, "api@2")
-        assert launcher.index("report", "api@2", "ready") < launcher.index("send", "api@1", "drain")
+        assert (arbiter.generation, arbiter.api_ids) == (2, list(NEW_APIS))
+        assert launcher.index("report", "api@2#1", "ready") < launcher.index(
+            "send", "api@1#0", "drain"
+        )
 
 
 # -- scaling ------------------------------------------------------------------------
@@ -265,9 +293,10 @@ async def test_scale_up_starts_workers_and_routes_to_them(
         assert answer == {"ok": True, "component": "cache", "workers": 4}
         assert [w.id for w in arbiter.workers_of("cache")] == [f"cache#{n}" for n in range(4)]
         assert launcher.processes["cache#3"].forked_from == "zygote@1"
-        routes = [m for child, m in launcher.sent if child == "api@1" and m["cmd"] == "workers"]
-        assert routes[-1]["addresses"] == arbiter.routing["cache"]
-        assert len(routes[-1]["addresses"]) == 4
+        for api in OLD_APIS:  # every API process routes to them
+            routes = [m for child, m in launcher.sent if child == api and m["cmd"] == "workers"]
+            assert routes[-1]["addresses"] == arbiter.routing["cache"]
+            assert len(routes[-1]["addresses"]) == 4
         # nothing was stopped to scale up
         assert not any(a[0] == "signal" for a in launcher.actions)
 
@@ -279,16 +308,22 @@ async def test_scale_down_stops_a_worker_only_once_the_api_retired_it(
         retired = arbiter.children["cache#1"]
         scale = await Pending.start(nursery, arbiter, "scale", {"component": "cache", "workers": 1})
         with trio.fail_after(LIMIT):
-            await launcher.wait_for(lambda: launcher.did("send", "api@1", "workers"))
+            await launcher.wait_for(lambda: launcher.did("send", "api@1#1", "workers"))
         assert arbiter.routing["cache"] == [arbiter.children["cache#0"].address]
 
-        await trio.sleep(100)  # calls to it may still be under way: it keeps running
+        await trio.sleep(50)  # calls to it may still be under way: it keeps running
         assert launcher.signalled("cache#1") == []
         assert scale.answer == {}
 
-        launcher.processes["api@1"].report({"event": "retired", "address": retired.address})
+        # one API process is done with it, the other may still hold calls there
+        launcher.processes["api@1#0"].report({"event": "retired", "address": retired.address})
+        await trio.sleep(50)
+        assert launcher.signalled("cache#1") == []
+        assert scale.answer == {}
+
+        launcher.processes["api@1#1"].report({"event": "retired", "address": retired.address})
         assert await scale.wait() == {"ok": True, "component": "cache", "workers": 1}
-        assert launcher.index("report", "api@1", "retired") < launcher.index(
+        assert launcher.index("report", "api@1#1", "retired") < launcher.index(
             "signal", "cache#1", "SIGTERM"
         )
         assert "cache#1" not in arbiter.children
@@ -306,7 +341,8 @@ async def test_a_worker_the_api_never_retired_is_stopped_by_the_next_reload(
 
         with trio.fail_after(LIMIT):
             assert (await arbiter.command("reload"))["ok"]
-        assert launcher.index("exit", "api@1", 0) < launcher.index("signal", "cache#1", "SIGTERM")
+        for api in OLD_APIS:
+            assert launcher.index("exit", api, 0) < launcher.index("signal", "cache#1", "SIGTERM")
         assert "cache#1" not in arbiter.children
 
 
@@ -322,10 +358,11 @@ async def test_scale_refuses_a_second_worker_for_an_in_memory_component(
 # -- stopping -----------------------------------------------------------------------
 
 
-async def test_stop_stops_the_api_first_and_the_rest_once_it_is_down(
+async def test_stop_stops_the_apis_first_and_the_rest_once_all_are_down(
     config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
 ) -> None:
-    launcher.scripts["api@1"] = Script(exits_on_term=False)  # finishing its calls
+    for api in OLD_APIS:
+        launcher.scripts[api] = Script(exits_on_term=False)  # finishing their calls
     arbiter = Arbiter(config.load(str(config_file), environ={}), str(config_file.parent), launcher)
     others = ("zygote@1", "locks#0", *OLD_WORKERS)
     with trio.fail_after(LIMIT):
@@ -333,23 +370,26 @@ async def test_stop_stops_the_api_first_and_the_rest_once_it_is_down(
             await nursery.start(arbiter.run)
             await arbiter.wait_until(lambda: all(c.up for c in arbiter.children.values()))
             assert await arbiter.command("stop") == {"ok": True}
-            assert launcher.signalled("api@1") == ["SIGTERM"]
+            for api in OLD_APIS:
+                assert launcher.signalled(api) == ["SIGTERM"]
 
-            await trio.sleep(5)  # within its grace: the API is still finishing calls
+            await trio.sleep(5)  # within their grace: the APIs are still finishing calls
+            launcher.processes["api@1#0"].exit(0)
+            await trio.sleep(5)  # one is down; the other still has calls to finish
             for child in others:
                 assert launcher.signalled(child) == [], child
 
-            launcher.processes["api@1"].exit(0)
+            launcher.processes["api@1#1"].exit(0)
         # arbiter.run returned: every child is down
     for child in others:
-        assert launcher.index("exit", "api@1", 0) < launcher.index("signal", child, "SIGTERM")
+        assert launcher.index("exit", "api@1#1", 0) < launcher.index("signal", child, "SIGTERM")
     assert all(c.down for c in arbiter.children.values())
 
 
 async def test_an_api_that_ignores_sigterm_is_killed_after_its_grace(
     config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
 ) -> None:
-    launcher.scripts["api@1"] = Script(exits_on_term=False)
+    launcher.scripts["api@1#0"] = Script(exits_on_term=False)
     arbiter = Arbiter(config.load(str(config_file), environ={}), str(config_file.parent), launcher)
     with trio.fail_after(LIMIT):
         async with trio.open_nursery() as nursery:
@@ -358,9 +398,9 @@ async def test_an_api_that_ignores_sigterm_is_killed_after_its_grace(
             began = trio.current_time()
             await arbiter.command("stop")
     grace = arbiter.config.runtime.shutdown_grace + 5.0
-    assert launcher.signalled("api@1") == ["SIGTERM", "SIGKILL"]
+    assert launcher.signalled("api@1#0") == ["SIGTERM", "SIGKILL"]
     assert trio.current_time() - began >= grace
-    assert launcher.index("exit", "api@1", -9) < launcher.index("signal", "cache#0", "SIGTERM")
+    assert launcher.index("exit", "api@1#0", -9) < launcher.index("signal", "cache#0", "SIGTERM")
 
 
 # -- restarts -----------------------------------------------------------------------
@@ -430,9 +470,9 @@ async def test_status_lists_every_process_with_its_request_count(
     async with supervising(config_file, launcher) as arbiter:
         status = await arbiter.command("status")
         assert status["ok"] and status["ready"] and status["generation"] == 1
-        assert launcher.did("send", "api@1", "stats")
+        assert launcher.did("send", "api@1#0", "stats")
         rows = {row["name"]: row for row in status["processes"]}
-        assert sorted(rows) == sorted(["zygote@1", "api@1", "locks#0", *OLD_WORKERS])
+        assert sorted(rows) == sorted(["zygote@1", *OLD_APIS, "locks#0", *OLD_WORKERS])
         assert rows["cache#1"]["state"] == "RUNNING"
         assert rows["cache#1"]["pid"] == launcher.processes["cache#1"].pid
 
@@ -471,3 +511,128 @@ async def test_a_reload_gives_a_fatal_component_a_fresh_start_and_forgets_the_fa
         assert arbiter.workers_of(component)
         assert health.liveness(arbiter)[0]
         assert health.readiness(arbiter)[0]
+
+
+# -- two API processes per generation ----------------------------------------------
+
+
+async def test_a_killed_api_is_restarted_while_the_other_serves(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    async with supervising(config_file, launcher) as arbiter:
+        first = launcher.processes["api@1#0"]
+        launcher.scripts["api@1#0"] = Script(ready=False)  # its restart takes a while
+        first.exit(-9)
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.processes["api@1#0"] is not first)
+        # the other one never stopped, and the sidecar stays ready on it
+        assert launcher.signalled("api@1#1") == [] and arbiter.children["api@1#1"].up
+        ready, components = health.readiness(arbiter)
+        assert ready
+        assert components["api"]["status"] == "UP"
+        assert components["api"]["details"]["running"] == 1
+        assert components["api@1#0"]["status"] == "DOWN"
+
+        launcher.processes["api@1#0"].report({"event": "ready"})
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(lambda: arbiter.children["api@1#0"].up)
+        assert arbiter.children["api@1#0"].proc.restarts == 1
+        assert health.readiness(arbiter)[1]["api"]["details"]["running"] == 2
+
+        launcher.processes["api@1#1"].exit(-9)  # both down at once: not ready
+        launcher.processes["api@1#0"].exit(-9)
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(lambda: not any(a.up for a in arbiter.apis))
+        assert health.readiness(arbiter)[1]["api"]["status"] == "DOWN"
+
+
+async def test_an_api_that_exits_no_longer_holds_a_retired_worker(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with supervising(config_file, launcher) as arbiter, trio.open_nursery() as nursery:
+        retired = arbiter.children["cache#1"]
+        scale = await Pending.start(nursery, arbiter, "scale", {"component": "cache", "workers": 1})
+        launcher.processes["api@1#0"].report({"event": "retired", "address": retired.address})
+        await trio.sleep(10)
+        assert launcher.signalled("cache#1") == []
+        # the other dies with its calls: it holds nothing there any more, and
+        # its restart starts with the new routing
+        launcher.processes["api@1#1"].exit(-9)
+        assert await scale.wait() == {"ok": True, "component": "cache", "workers": 1}
+        assert launcher.index("exit", "api@1#1", -9) < launcher.index(
+            "signal", "cache#1", "SIGTERM"
+        )
+        with trio.fail_after(LIMIT):
+            await arbiter.wait_until(lambda: arbiter.children["api@1#1"].up)
+        restarted = arbiter.children["api@1#1"].spec
+        assert restarted.workers["cache"] == (arbiter.children["cache#0"].address,)  # type: ignore[union-attr]
+
+
+async def test_status_sums_the_request_counts_of_every_api(
+    config_file: Path, launcher: FakeLauncher
+) -> None:
+    address = str(Path(config_file.parent, "w-cache-0.ipc"))
+    launcher.scripts["api@1#0"] = Script(requests={"cache": {f"ipc://{address}": 3}})
+    launcher.scripts["api@1#1"] = Script(requests={"cache": {f"ipc://{address}": 4}})
+    async with supervising(config_file, launcher) as arbiter:
+        status = await arbiter.command("status")
+        rows = {row["name"]: row for row in status["processes"]}
+        assert arbiter.children["cache#0"].address == f"ipc://{address}"
+        assert rows["cache#0"]["requests"] == 7
+
+
+async def test_a_new_api_restarted_during_the_drain_keeps_the_steering(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A restarted API process attaches its spec's program once it listens:
+    "ret 0" in the middle of a drain would send new connections back to a
+    draining old process."""
+    for api in OLD_APIS:
+        launcher.scripts[api] = Script(exits_on_drain=False)  # their clients take a while
+    async with supervising(config_file, launcher) as arbiter, trio.open_nursery() as nursery:
+        reload = await Pending.start(nursery, arbiter, "reload")
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.did("send", "api@1#1", "drain"))
+        first = launcher.processes["api@2#0"]
+        first.exit(-9)
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.processes["api@2#0"] is not first)
+        assert launcher.processes["api@2#0"].spec.steer_to == 2  # type: ignore[union-attr]
+        assert launcher.spawned().count("api@1#0") == 1  # old ones are never restarted
+
+        for api in OLD_APIS:
+            launcher.processes[api].exit(0)
+        assert (await reload.wait())["ok"]
+        assert all(a.spec.steer_to == 0 for a in arbiter.apis)  # type: ignore[union-attr]
+
+
+async def test_the_switch_waits_while_an_old_api_is_starting(
+    config_file: Path, launcher: FakeLauncher, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An old API process that comes up after the switch would attach "ret 0"."""
+    async with supervising(config_file, launcher) as arbiter, trio.open_nursery() as nursery:
+        launcher.scripts["api@1#1"] = Script(ready=False)
+        launcher.processes["api@1#1"].exit(-9)
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.spawned().count("api@1#1") == 2)
+        reload = await Pending.start(nursery, arbiter, "reload")
+        with trio.fail_after(LIMIT):
+            await launcher.wait_for(lambda: launcher.did("report", "api@2#1", "ready"))
+        await trio.sleep(1)
+        assert not launcher.did("send", "api@1#0", "drain")  # api@1#1 is still starting
+
+        launcher.processes["api@1#1"].report({"event": "ready"})
+        assert (await reload.wait())["ok"]
+        drained = launcher.index("send", "api@1#1", "drain")
+        assert launcher.index("report", "api@1#1", "ready") < drained
+        assert ("api@1#1", {"cmd": "drain", "steer_to": 2}) in launcher.sent
+
+
+async def test_one_api_process_per_generation(config_file: Path, launcher: FakeLauncher) -> None:
+    await trio.Path(config_file).write_text(CONFIG + "runtime: {api_processes: 1}\n")
+    async with supervising(config_file, launcher) as arbiter:
+        assert arbiter.api_ids == ["api@1#0"]
+        with trio.fail_after(LIMIT):
+            assert (await arbiter.command("reload"))["ok"]
+        assert ("api@1#0", {"cmd": "drain", "steer_to": 1}) in launcher.sent
+        assert arbiter.api_ids == ["api@2#0"]

@@ -316,7 +316,8 @@ def test_problem_line_format() -> None:
             "runtime.timeout",
             "run_dir, request_timeout, shutdown_grace, start_timeout, max_connection_age, "
             "log_level, max_http_connections, max_receive_message_size, "
-            "max_send_message_size, max_event_size, max_streams, max_websocket_connections",
+            "max_send_message_size, max_event_size, max_streams, max_websocket_connections, "
+            "api_processes",
             "unknown key 'timeout' (did you mean 'start_timeout'?)",
         ),
         (
@@ -759,6 +760,13 @@ def test_stream_limits() -> None:
 def test_stream_limits_are_positive_integers(key: str, value: Any, found: str) -> None:
     line = one_error(doc(runtime={key: value}))
     assert line == (f"test.yaml: runtime.{key}: expected an integer in 1..100000, found {found}")
+
+
+def test_api_processes() -> None:
+    assert parse(doc()).runtime.api_processes == 2  # one serves, one stands by
+    assert parse(doc(runtime={"api_processes": 1})).runtime.api_processes == 1
+    line = one_error(doc(runtime={"api_processes": 0}))
+    assert line == "test.yaml: runtime.api_processes: expected an integer in 1..8, found 0"
 
 
 def test_bad_log_level() -> None:

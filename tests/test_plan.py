@@ -75,6 +75,16 @@ def test_run_dir_change_is_refused() -> None:
         plan_reload(config(), new)
 
 
+def test_fewer_api_processes_are_refused_and_more_are_not() -> None:
+    """The switch steers past the old API processes to the first new one,
+    which is safe only with at least as many new ones (api/reuseport.py)."""
+    one = config(BASE + "runtime: {api_processes: 1}\n")
+    with pytest.raises(ReloadRefusedError, match=r"runtime.api_processes lowered \(2 -> 1\)"):
+        plan_reload(config(), one)
+    plan_reload(one, config())  # 1 -> 2
+    plan_reload(config(), config(BASE + "runtime: {api_processes: 3}\n"))
+
+
 def test_a_kept_component_without_a_live_worker_gets_a_fresh_start() -> None:
     plan = with_fresh_start(plan_reload(config(), config()), config(), ["locks"])
     assert sorted(c.name for c in plan.start) == ["cache", "helloworld", "locks"]

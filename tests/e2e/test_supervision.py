@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -92,7 +93,7 @@ def test_status_actuator_and_stop() -> None:
         assert http_get(sidecar, "/actuator/nothing")[0] == 404
 
         children = sidecar.children()
-        assert len(children) == 8  # zygote, api, six workers
+        assert len(children) == 9  # zygote, two API processes, six workers
         stopped = sidecar.cli("stop")
         assert stopped.returncode == 0, stopped.stderr
         assert sidecar.process is not None
@@ -128,8 +129,9 @@ def test_killed_api_process_is_replaced_and_clients_reconnect() -> None:
         request = pb.SayHelloRequest(service_name="helloworld", name="x")
         assert stub.SayHello(request, timeout=10).hello == "greeting, x"
         mark = sidecar.mark()
-        os.kill(pid_of(sidecar, "api@1"), signal.SIGKILL)
-        sidecar.wait_for_log(r"api@1: STARTING -> RUNNING", after=mark)
+        name, pid = sidecar.serving_api()
+        os.kill(pid, signal.SIGKILL)
+        sidecar.wait_for_log(rf"{re.escape(name)}: STARTING -> RUNNING", after=mark)
         # same channel, no intervention: wait_for_ready rides over the reconnect
         answer = stub.SayHello(request, timeout=10, wait_for_ready=True)
         assert answer.hello == "greeting, x"
@@ -195,7 +197,7 @@ def test_children_hold_none_of_the_supervisors_sockets_or_files() -> None:
         assert sidecar.process is not None
         http = f"socket:[{_listening_inode(sidecar.http_port)}]"
         assert http in _fd_targets(sidecar.process.pid)
-        for name in ("zygote@1", "api@1", "state_demo#0", "pub_subs_demo#0"):
+        for name in ("zygote@1", "api@1#0", "api@1#1", "state_demo#0", "pub_subs_demo#0"):
             held = _fd_targets(pid_of(sidecar, name))
             assert http not in held, name
             assert not any(t.endswith("supervisor.pid") for t in held), name
@@ -290,7 +292,7 @@ def test_component_that_cannot_start_is_fatal_and_not_ready(
     try:
         sidecar.launch()
         sidecar.wait_for_log(r"broken#0: STARTING -> FATAL")
-        sidecar.wait_for_log(r"api@1: STARTING -> RUNNING")
+        sidecar.wait_for_log(r"api@1#0: STARTING -> RUNNING")
         code, ready = http_get(sidecar, "/actuator/health/readiness")
         assert code == 503 and ready["status"] == "DOWN"
         assert redis_server.address in ready["components"]["broken"]["details"]["reason"]
@@ -353,7 +355,8 @@ def test_workers_and_api_are_forked_by_the_zygote_and_survive_its_death() -> Non
         zygote = pid_of(sidecar, "zygote@1")
         workers = [pid_of(sidecar, n) for n in ("helloworld#0", "state_demo#0", "lock_demo#0")]
         assert all(parent_of(w) == zygote for w in workers)
-        assert parent_of(pid_of(sidecar, "api@1")) == zygote
+        assert parent_of(pid_of(sidecar, "api@1#0")) == zygote
+        assert parent_of(pid_of(sidecar, "api@1#1")) == zygote
         mark = sidecar.mark()
         os.kill(zygote, signal.SIGKILL)
         sidecar.wait_for_log(r"zygote@1: STARTING -> RUNNING", after=mark)

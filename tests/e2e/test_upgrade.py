@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+import select
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from layotto.proto import runtime_pb2 as pb
+from layotto.proto import runtime_pb2_grpc
 from tests.e2e.test_supervision import http_get, parent_of, pid_of
 from tests.load import Load
 from tests.redis_server import RedisServer, free_port
@@ -133,7 +137,8 @@ def test_new_generation_that_cannot_start_is_rolled_back(sidecar: Sidecar) -> No
             "state_demo#1",
             "lock_demo#0",
             "sequencer_demo#0",
-            "api@1",
+            "api@1#0",
+            "api@1#1",
         ]
     )
 
@@ -191,16 +196,61 @@ def test_killed_worker_under_load_gives_clean_errors_and_no_duplicates(
     assert len(set(result.ids)) == len(result.ids)
 
 
-def test_killed_api_under_load_recovers(sidecar: Sidecar) -> None:
+def first_success_after(target: str, started: float) -> float:
+    """Seconds from ``started`` until a call on a new connection succeeded;
+    a failure is an assertion error (no new connection may be refused)."""
+    with grpc.insecure_channel(target, [("grpc.use_local_subchannel_pool", 1)]) as channel:
+        try:
+            stub = runtime_pb2_grpc.RuntimeStub(channel)
+            stub.SayHello(pb.SayHelloRequest(service_name="helloworld", name="x"), timeout=5)
+        except grpc.RpcError as error:
+            raise AssertionError(f"a new connection failed: {error}") from error
+    return time.monotonic() - started
+
+
+def test_killed_serving_api_under_load_fails_only_the_calls_it_held(sidecar: Sidecar) -> None:
+    """kill -9 of the API process that serves: the standby one takes new
+    connections at once (it is in the port's reuseport group already).
+
+    What the test can tell apart, by message and time:
+    - a refused connection reads "Connection refused" (nothing listened):
+      there must be none;
+    - what the killed process held fails while it dies (the kernel takes a
+      few ms; its pidfd says when it is done): calls in flight on its
+      connections, connections it had accepted or queued ("Connection reset
+      by peer", "Socket closed", also as "failed to connect"), including a
+      caller's immediate retry that landed in its queue;
+    - a client whose reconnect was such a queued connection backs off (grpc:
+      1 s, +-20 %) and fails its calls at once meanwhile with "failed to
+      connect to all addresses; last error: ... reset by peer": those calls
+      reach no server. It happened in 6 kills of 40 (docs/design.md).
+    It cannot tell which process a call was on. The resume time is measured
+    from the death."""
     with Load(sidecar.target) as load:
-        load.wait_for_calls(100)
+        load.wait_for_calls(200)
+        name, pid = sidecar.serving_api()
         mark = sidecar.mark()
-        os.kill(pid_of(sidecar, "api@1"), signal.SIGKILL)
-        sidecar.wait_for_log(r"api@1: STARTING -> RUNNING", after=mark)
+        pidfd = os.pidfd_open(pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            assert select.select([pidfd], [], [], 10)[0], "the killed API did not exit"
+            died = time.monotonic()
+            resumed = first_success_after(sidecar.target, died)
+        finally:
+            os.close(pidfd)
+        sidecar.wait_for_log(rf"{re.escape(name)}: STARTING -> RUNNING", after=mark)
         load.wait_for_calls(200)
         result = load.stop()
+    assert [f for f in result.failures if "refused" in f.lower()] == []
     assert set(result.by_code) <= {"UNAVAILABLE"}, result.failures
+    failed = list(zip(result.failures, result.failed_at, strict=True))
+    # generous bounds: 0.5 s for a client to see its connection die, 2 s for the backoff
+    later = [f for f, at in failed if at > died + 0.5]
+    assert all("failed to connect to all" in f and "reset by peer" in f for f in later), later
+    assert [f for f, at in failed if at > died + 2] == []
     assert result.wrong == []
+    # The behaviour asked for is 100 ms; generous for a loaded 2-core machine.
+    assert resumed < 0.5, f"serving resumed {resumed * 1000:.0f} ms after the kill"
 
 
 def test_redis_restart_fails_fast_then_recovers(

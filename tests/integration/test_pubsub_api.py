@@ -377,14 +377,10 @@ def test_after_the_api_is_killed_a_topic_can_be_subscribed_again_at_once(
     with running_sidecar(config) as sc, sc.stub() as stub:
         first = Stream(stub, "held")
         assert first.next().HasField("initial_response")
-        api = next(
-            int(line.split()[2])
-            for line in sc.cli("status").stdout.splitlines()
-            if line.startswith("api@")
-        )
+        _, api = sc.serving_api()  # the one holding the stream's connection
         mark = sc.mark()
         os.kill(api, signal.SIGKILL)
-        sc.wait_for_log(r"api@\d+: STARTING -> RUNNING", after=mark)
+        sc.wait_for_log(r"api@\d+#\d+: STARTING -> RUNNING", after=mark)
         with pytest.raises(grpc.RpcError):
             first.next()  # its connection died with the API process
         # The dead API's subscription still holds the topic in the worker

@@ -18,6 +18,8 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from layotto.boundary.config import parse
+from layotto.boundary.specs import ApiSpec
 from layotto.proto import runtime_pb2 as pb
 from layotto.supervisor import actuator
 from layotto.supervisor.http_connections import Connections
@@ -446,11 +448,20 @@ class FakeApi:
     generation = 7
     up = True
 
+    def __init__(self, index: int) -> None:
+        text = (
+            "listeners: {grpc: '127.0.0.1:1', http: '127.0.0.1:2'}\n"
+            "hellos: {h: {type: helloworld}}\n"
+        )
+        self.spec = ApiSpec(parse(text, "x.yaml", environ={}), "", 7, {}, index=index)
+
 
 class FakeArbiter:
+    """Generation 7 with two API processes; the tests serve only #1's socket."""
+
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = str(run_dir)
-        self.api = FakeApi()
+        self.apis = [FakeApi(0), FakeApi(1)]
         self.stop_begun = trio.Event()
 
 
@@ -485,7 +496,7 @@ async def test_relay_without_an_api_socket_is_503(tmp_path: Path) -> None:
 
 async def test_relay_passes_the_request_and_bytes_both_ways(tmp_path: Path) -> None:
     listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listening.bind(str(tmp_path / "ws-7.sock"))
+    listening.bind(str(tmp_path / "ws-7-1.sock"))  # #0's is gone (killed): #1 serves
     listening.listen()
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(listening))
     received: list[bytes] = []
