@@ -1,6 +1,6 @@
 """Which worker answers a request, and the checks Layotto makes before routing.
 
-Validation order and messages follow Layotto (reference §1.9): no component
+Validation order and messages follow Layotto's gRPC API: no component
 of the kind → FAILED_PRECONDITION; a malformed request or a missing field →
 INVALID_ARGUMENT (each rpc's checks, declared in ``boundary/rpcs.py``); an
 unknown component name → INVALID_ARGUMENT. Everything after routing is the

@@ -1,7 +1,7 @@
 """The checks the API process makes on a request before routing it, and its routing keys.
 
 Each check gets the parsed request and the component it names, and raises
-CallError(INVALID_ARGUMENT) with Layotto's message (reference §1.9); the
+CallError(INVALID_ARGUMENT) with the message Layotto's own API gives; the
 first failing field is the one reported. Declared per rpc in
 ``boundary/rpcs.py``; run by ``api/routes.py``.
 """

@@ -1,4 +1,4 @@
-"""Key rewriting, as Layotto does it (reference §5.1-5.3).
+"""Key rewriting, as Layotto does it (its keyPrefix rules: appid, name, none, or a prefix).
 
 State keys default to no prefix; lock and sequencer keys default to the app id
 and always carry a block marker (``lock|||``, ``sequencer|||``) so the three

@@ -1,11 +1,14 @@
 """Starting child processes: the supervisor's one way to touch fork/exec.
 
-Two ways in, one handle out. ``launch`` execs a fresh interpreter (the API
-process, the zygote, and workers when no zygote is up): the supervisor's
-trio runtime is never forked. ``Zygote.fork`` asks the zygote, a process that
-has imported everything a worker needs, to fork one: the worker then shares
-those pages instead of importing them again. Each child gets one end of a
-socketpair as its control link.
+Three ways in. ``prefork_zygote`` forks generation 1's zygote from the
+supervisor itself, before trio runs (nothing to inherit but memory, so the
+zygote family shares the supervisor's interpreter and modules). ``launch``
+execs a fresh interpreter (later zygotes, and the API process and workers
+when no zygote is up): the supervisor's trio runtime is never forked.
+``Zygote.fork`` asks a zygote, which has imported everything a worker needs,
+to fork a worker or an API process: it then shares those pages instead of
+importing them again. Each child gets one end of a socketpair as its
+control link, and its spec as the first line on it.
 """
 
 from __future__ import annotations

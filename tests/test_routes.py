@@ -1,4 +1,4 @@
-"""Routing and Layotto's pre-routing checks (reference §1.9, §5.1-5.2)."""
+"""Routing and Layotto's pre-routing checks (its validation order, messages and key prefixes)."""
 
 from __future__ import annotations
 
