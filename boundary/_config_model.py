@@ -103,7 +103,7 @@ class RuntimeConfig:
     log_level: str = "INFO"
     # Open HTTP connections the supervisor serves at once (actuator and /ws
     # relays): well below the descriptor limit, which the supervisor needs too.
-    max_http_connections: int = 256
+    max_http_connections: int = 1024
     # Bytes. The API's gRPC server: largest request it accepts, largest
     # message it sends (None: no limit, gRPC's default).
     max_receive_message_size: int = GRPC_DEFAULT_MAX_RECEIVE

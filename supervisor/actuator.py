@@ -174,7 +174,9 @@ async def _serve_one(arbiter: Arbiter, connections: Connections, stream: trio.So
         request = None
         # Until its request is in, a connection is idle: it may be closed to
         # make room for another (see http_connections).
-        with trio.move_on_after(10), connections.idle():
+        sock = getattr(stream, "socket", None)  # tests serve in-memory streams
+        fd = sock.fileno() if sock is not None else None
+        with trio.move_on_after(10), connections.waiting(fd):
             request = await _read_request(conn, stream)
         if request is None:
             return

@@ -6,21 +6,26 @@ timed out, and every failed accept logged a traceback, ~18 a second. Now:
 
 - at most ``limit`` connections are open at once, far below the descriptor
   limit (the supervisor needs descriptors for its children and links too);
-- beyond it, the oldest *idle* connection (one that has not sent a whole
-  request: slow, idle or abandoned) is closed to make room, so a probe that
-  sends its request at once is always served; only when every connection is
-  busy (WebSocket relays) is a newcomer refused with 503;
+- beyond it, the oldest *idle* connection is closed to make room: one whose
+  request has not been read, that has sent nothing for MIN_IDLE (a slow,
+  idle or abandoned client; a burst of real clients whose requests the
+  supervisor has not read yet is not idle: their bytes are waiting). So a
+  probe that sends its request at once is served; only when no connection is
+  idle (WebSocket relays, a burst) is a newcomer refused with 503;
 - a failed accept (EMFILE and its kin) and each refusal are logged at most
   once per LOG_EVERY seconds, with how many happened since.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
+import fcntl
 import itertools
 import logging
 import resource
+import termios
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +35,9 @@ import trio
 log = logging.getLogger("layotto.actuator")
 
 LOG_EVERY = 10.0
+# A connection younger than this is never taken for idle: its client may not
+# have had the time to send its request.
+MIN_IDLE = 0.5
 # Descriptors kept back for the supervisor's own work: children's control
 # links, pidfds, the run directory, the control socket, relays' upstreams.
 RESERVE = 256
@@ -78,24 +86,50 @@ class RateLimitedLog:
         self._last, self._quiet = now, 0
 
 
+def _unread_bytes(fd: int) -> int:
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, count)
+    except OSError:
+        return 0
+    return count[0]
+
+
+class _Waiting:
+    """A connection whose request has not been read yet."""
+
+    __slots__ = ("fd", "scope", "since")
+
+    def __init__(self, fd: int | None, scope: trio.CancelScope) -> None:
+        self.fd = fd
+        self.scope = scope
+        self.since = time.monotonic()
+
+    def idle(self, now: float) -> bool:
+        if self.fd is None:  # not a socket: cannot tell, so never taken for idle
+            return False
+        return now - self.since >= MIN_IDLE and _unread_bytes(self.fd) == 0
+
+
 class Connections:
     """The open connections: admission, and which idle one goes first."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0
-        self._idle: OrderedDict[int, trio.CancelScope] = OrderedDict()
+        self._waiting: OrderedDict[int, _Waiting] = OrderedDict()  # oldest first
         self._ids = itertools.count()
         self.refusals = RateLimitedLog()
 
     def admit(self) -> bool:
         """Count one more connection, closing the oldest idle one if it is
-        needed to make room; False when every connection is busy."""
+        needed to make room; False when none is idle."""
         if self.open >= self.limit:
-            if not self._idle:
+            now = time.monotonic()
+            oldest = next((k for k, w in self._waiting.items() if w.idle(now)), None)
+            if oldest is None:
                 return False
-            _, oldest = self._idle.popitem(last=False)
-            oldest.cancel()
+            self._waiting.pop(oldest).scope.cancel()
         self.open += 1
         return True
 
@@ -103,16 +137,17 @@ class Connections:
         self.open -= 1
 
     @contextlib.contextmanager
-    def idle(self) -> Iterator[trio.CancelScope]:
-        """While the connection waits for its request; it may be cancelled to
-        make room. Leaving the block makes it busy (it is then never shed)."""
+    def waiting(self, fd: int | None) -> Iterator[trio.CancelScope]:
+        """While the connection on socket ``fd`` waits for its request; it may
+        be cancelled to make room if it is idle. Leaving the block makes it
+        busy (it is then never shed)."""
         key = next(self._ids)
         with trio.CancelScope() as scope:
-            self._idle[key] = scope
+            self._waiting[key] = _Waiting(fd, scope)
             try:
                 yield scope
             finally:
-                self._idle.pop(key, None)
+                self._waiting.pop(key, None)
 
 
 async def serve_http(
