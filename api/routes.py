@@ -25,6 +25,7 @@ _NOT_CONFIGURED = {
     "sequencer": "Sequencer store is not configured",
     "config_store": "configuration store is not configured",
     "pub_subs": "pubsub is not configured",
+    "rpcs": "rpc is not configured",
 }
 _NOT_FOUND = {
     "hellos": "hello service {} not found",
@@ -33,6 +34,7 @@ _NOT_FOUND = {
     "sequencer": "Sequencer store {} not found",
     "config_store": "configuration store {} not found",
     "pub_subs": "pubsub {} not found",
+    "rpcs": "rpc {} not found",
 }
 
 
@@ -55,7 +57,9 @@ def route(rpc: Unary, payload: bytes, components: Components) -> Route:
         message = rpc.request.FromString(payload)
     except Exception as exc:
         raise CallError(Code.INVALID_ARGUMENT, f"malformed {rpc.name} request: {exc}") from None
-    component = getattr(message, rpc.component_field)
+    # A request that names no component goes to its kind's one component
+    # (the config allows only one of such a kind).
+    component = getattr(message, rpc.component_field) if rpc.component_field else min(kind_names)
     rpc.checks(message, component)
     if component not in kind_names:
         raise CallError(Code.INVALID_ARGUMENT, _NOT_FOUND[rpc.kind].format(component))

@@ -20,7 +20,7 @@ from layotto.api.routes import Components, route
 from layotto.api.status import abort
 from layotto.api.streams import Hub
 from layotto.api.subscribe import STREAM_HANDLERS
-from layotto.boundary import rpcs
+from layotto.boundary import envelope, rpcs
 from layotto.boundary.status import CallError
 from layotto.proto import lifecycle_pb2, runtime_pb2
 
@@ -41,9 +41,13 @@ def _routed(
         deadline = time.monotonic() + timeout
         try:
             where = route(rpc, request, components)
+            if rpc.call_metadata:
+                payload = envelope.wrap(request, deadline, context.invocation_metadata())
+            else:
+                payload = request
             return pools[where.component].call(
                 rpc.name,
-                request,
+                payload,
                 deadline,
                 routing_key=where.routing_key,
                 sticky=where.sticky,

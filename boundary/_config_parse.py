@@ -54,6 +54,8 @@ _RUNTIME = (
 _MAX_OPEN = 100_000  # a limit on open streams or connections: each costs a thread
 _COMPONENT = ("type", "metadata", "workers")
 _KIND_EXTRA = {"hellos": ("hello",), "sequencer": ("biggerThan",)}
+# Kinds whose requests name no component: their one component answers every call.
+_ONE_COMPONENT = {"rpcs": "InvokeService names a service id, not a component"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _COMPONENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _INT = re.compile(r"[+-]?[0-9]+")
@@ -374,6 +376,12 @@ class _Walker:
             if not isinstance(section, dict):
                 self.fail(kind, "a mapping of component name to its settings", _describe(section))
                 continue
+            if kind in _ONE_COMPONENT and len(section) > 1:
+                self.fail(
+                    kind,
+                    f"one component ({_ONE_COMPONENT[kind]})",
+                    f"{len(section)}: {', '.join(map(str, section))}",
+                )
             for name, entry in section.items():
                 path = _join(kind, name)
                 if not isinstance(name, str) or not _COMPONENT_NAME.fullmatch(name):

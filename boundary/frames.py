@@ -19,9 +19,10 @@ from layotto.boundary.rpcs import WIRE
 from layotto.boundary.status import Code
 
 VERSION = 1
-# A method's id is its wire_id in boundary/rpcs.py, hence its position here.
+# A method's id is its wire_id in boundary/rpcs.py.
 METHODS = tuple(rpc.name for rpc in WIRE)
-METHOD_IDS = {name: index for index, name in enumerate(METHODS)}
+METHOD_IDS = {rpc.name: rpc.wire_id for rpc in WIRE}
+_BY_ID = {rpc.wire_id: rpc.name for rpc in WIRE}
 
 _REQUEST = struct.Struct("!BBQd")
 _REPLY = struct.Struct("!BBQ")
@@ -54,9 +55,10 @@ def decode_request(frame: bytes) -> Request:
     if len(frame) < _REQUEST.size:
         raise ProtocolError(f"request frame of {len(frame)} bytes is too short")
     version, method_id, request_id, deadline = _REQUEST.unpack_from(frame)
-    if version != VERSION or method_id >= len(METHODS):
+    method = _BY_ID.get(method_id)
+    if version != VERSION or method is None:
         raise ProtocolError(f"unknown request frame (version {version}, method {method_id})")
-    return Request(METHODS[method_id], request_id, deadline, frame[_REQUEST.size :])
+    return Request(method, request_id, deadline, frame[_REQUEST.size :])
 
 
 def encode_reply(code: Code, request_id: int, payload: bytes) -> bytes:

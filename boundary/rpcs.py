@@ -58,7 +58,9 @@ class Unary:
     wire_id: int
     kind: str  # building block: the config section that lists its components
     request: type[Message]
-    component_field: str  # the request field naming the component
+    # The request field naming the component; "" when the request names
+    # none (InvokeService): the kind's one component answers it.
+    component_field: str
     # The API's checks after parsing and before the component name is
     # looked up (Layotto's order: see api/routes.py).
     checks: Check = no_checks
@@ -72,6 +74,10 @@ class Unary:
     # Every call of one routing key goes to the same replica (sequencer WEAK
     # ids are increasing only within one worker's segment).
     sticky: bool = False
+    # The worker needs the call's gRPC metadata and deadline: the API sends
+    # the request inside an envelope that carries them (boundary/envelope.py).
+    # Only rpcs that declare it get one, so other frames never change.
+    call_metadata: bool = False
     handler: str  # the method of the kind's block that answers it
 
     @property
@@ -263,15 +269,32 @@ RPCS: tuple[Rpc, ...] = (
     Internal("PollEvents", wire_id=16, kinds=_SUBSCRIBABLE, handler="poll_events"),
     Internal("EventProcessed", wire_id=17, kinds=("pub_subs",), handler="event_processed"),
     Internal("CloseSubscription", wire_id=18, kinds=_SUBSCRIBABLE, handler="close_subscription"),
+    # 19, 20 and 22 are pre-assigned to GetSecret, GetBulkSecret and InvokeBinding.
+    Unary(
+        "InvokeService",
+        wire_id=21,
+        kind="rpcs",
+        request=pb.InvokeServiceRequest,
+        component_field="",  # names a service id, not a component: one rpcs component
+        # not repeatable: the verb may be POST, and the service, not us, decides
+        # what a second run does (even GET may count visits)
+        call_metadata=True,
+        handler="invoke_service",
+    ),
 )
 
 
+MAX_WIRE_ID = 255  # one byte in a request frame
+
+
 def _by_wire_id(rpcs: Iterable[Rpc]) -> tuple[Unary | Internal, ...]:
-    """The calls that travel in request frames, in id order; ids must be 0..n-1."""
+    """The calls that travel in request frames, in id order. Ids are unique
+    and fit a byte; a gap is an id assigned to an rpc declared elsewhere (a
+    branch not merged yet) or retired, and is never given to another."""
     wire = sorted((r for r in rpcs if not isinstance(r, Stream)), key=lambda r: r.wire_id)
     ids = [r.wire_id for r in wire]
-    if ids != list(range(len(wire))):
-        raise ValueError(f"rpc wire ids must be unique and 0..{len(wire) - 1}, got {ids}")
+    if len(set(ids)) != len(ids) or any(not 0 <= i <= MAX_WIRE_ID for i in ids):
+        raise ValueError(f"rpc wire ids must be unique and 0..{MAX_WIRE_ID}, got {ids}")
     return tuple(wire)
 
 
@@ -282,7 +305,7 @@ def _unique_names(rpcs: tuple[Rpc, ...]) -> tuple[Rpc, ...]:
     return rpcs
 
 
-# Position is the wire id.
+# In wire id order.
 WIRE: tuple[Unary | Internal, ...] = _by_wire_id(_unique_names(RPCS))
 UNARY: Mapping[str, Unary] = {r.name: r for r in RPCS if isinstance(r, Unary)}
 STREAMS: Mapping[str, Stream] = {r.name: r for r in RPCS if isinstance(r, Stream)}

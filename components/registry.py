@@ -17,10 +17,11 @@ from layotto.components import _redis_settings
 from layotto.components.keys import KEY_PREFIX, check_prefix
 from layotto.components.metadata import Read, free_text
 from layotto.components.pubsub.settings import DELIVERY_READERS, MAX_LEN_KEY, max_len_approx
+from layotto.components.rpc import settings as rpc_settings
 from layotto.components.sequencer.segments import parse_step
 from layotto.components.state._ops import TTL_KEY, default_ttl
 
-KINDS = ("hellos", "state", "lock", "sequencer", "config_store", "pub_subs")
+KINDS = ("hellos", "state", "lock", "sequencer", "config_store", "pub_subs", "rpcs")
 
 _REDIS_KEYS = {
     "redisHost": "host:port of the Redis server (required)",
@@ -169,6 +170,25 @@ _TYPES += [
         },
         frozenset({"redisHost"}),
         readers={**_REDIS, **_PUBSUB},
+    ),
+]
+
+_TYPES += [
+    ComponentType(
+        "rpcs",
+        "http",
+        "layotto.components.rpc.http:create",
+        {
+            rpc_settings.TARGETS_KEY: "JSON: service id -> base URL or list of base URLs "
+            "(taken in turn) (required)",
+            rpc_settings.TIMEOUT_KEY: "ms a call may take, default 3000 (or the caller's "
+            "deadline, if sooner)",
+        },
+        frozenset({rpc_settings.TARGETS_KEY}),
+        readers={
+            rpc_settings.TARGETS_KEY: rpc_settings.parse_targets,
+            rpc_settings.TIMEOUT_KEY: rpc_settings.parse_timeout,
+        },
     ),
 ]
 

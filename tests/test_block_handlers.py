@@ -21,7 +21,9 @@ IN_MEMORY = {
     "sequencer": "in-memory",
     "config_store": "in-memory",
     "pub_subs": "in-memory",
+    "rpcs": "http",  # needs no server until called
 }
+METADATA = {"rpcs": {"targets": '{"echo": "http://127.0.0.1:9"}'}}
 
 
 def test_every_declared_kind_has_a_block_and_back() -> None:
@@ -80,7 +82,9 @@ def test_a_block_of_an_undeclared_kind_fails_when_defined() -> None:
 @pytest.fixture(params=sorted(IN_MEMORY))
 def block(request: pytest.FixtureRequest) -> Iterator[Block]:
     kind = request.param
-    spec = WorkerSpec(kind, "c", IN_MEMORY[kind], {}, "app", 0, f"ipc:///tmp/x/w-{kind}-0.ipc")
+    spec = WorkerSpec(
+        kind, "c", IN_MEMORY[kind], METADATA.get(kind, {}), "app", 0, f"ipc:///tmp/x/w-{kind}-0.ipc"
+    )
     opened = open_block(spec)
     yield opened
     opened.close()

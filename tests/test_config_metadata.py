@@ -49,6 +49,8 @@ GOOD = {
     "maxDeliveryAttempts": "5",
     "deadLetterTopic": "{topic}.dlq",
     "hello": "hi",
+    "targets": '{"echo": "http://127.0.0.1:8080", "orders": ["http://a:1/v1", "https://b"]}',
+    "rpc_request_timeout": "500",
 }
 # ... and one it refuses; keys missing here take any text.
 BAD = {
@@ -66,6 +68,8 @@ BAD = {
     "redeliverInterval": "-1s",
     "maxLenApprox": "0",
     "maxDeliveryAttempts": "0",
+    "targets": '{"echo": "ftp://127.0.0.1:8080"}',
+    "rpc_request_timeout": "0",
 }
 FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "deadLetterTopic", "hello"}
 
@@ -188,7 +192,7 @@ SUPERVISOR_IMPORTS = textwrap.dedent(
         config.parse(yaml.safe_dump(bad), "x.yaml", {})
     except config.ConfigError:
         pass
-    print(sorted(m for m in ("redis", "grpc", "pynng") if m in sys.modules))
+    print(sorted(m for m in ("redis", "grpc", "pynng", "urllib3") if m in sys.modules))
     """
 )
 

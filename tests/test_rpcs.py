@@ -13,7 +13,13 @@ from layotto.api import routes, server
 from layotto.api.streams import Hub
 from layotto.api.subscribe import STREAM_HANDLERS
 from layotto.boundary import rpcs
-from layotto.boundary.frames import METHOD_IDS, METHODS, decode_request, encode_request
+from layotto.boundary.frames import (
+    METHOD_IDS,
+    METHODS,
+    ProtocolError,
+    decode_request,
+    encode_request,
+)
 from layotto.proto import runtime_pb2
 
 RUNTIME = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"]
@@ -61,15 +67,23 @@ def test_frames_carry_exactly_the_unary_and_internal_calls() -> None:
 
 @pytest.mark.parametrize(
     "ids",
-    [[0, 1, 1], [0, 2], [1, 2]],
-    ids=["duplicate", "gap", "not from 0"],
+    [[0, 1, 1], [0, -1], [0, 256]],
+    ids=["duplicate", "negative", "past a byte"],
 )
-def test_wire_ids_must_be_unique_and_dense(ids: list[int]) -> None:
+def test_wire_ids_must_be_unique_and_fit_a_byte(ids: list[int]) -> None:
     declared = [
         rpcs.Internal(f"M{i}", wire_id=w, kinds=("x",), handler="h") for i, w in enumerate(ids)
     ]
     with pytest.raises(ValueError, match="wire ids"):
         rpcs._by_wire_id(declared)
+
+
+def test_a_gap_is_an_id_assigned_elsewhere_and_unknown_here() -> None:
+    declared = [rpcs.Internal(f"M{w}", wire_id=w, kinds=("x",), handler="h") for w in (0, 2)]
+    assert [r.wire_id for r in rpcs._by_wire_id(declared)] == [0, 2]
+    assert METHOD_IDS["InvokeService"] == 21
+    with pytest.raises(ProtocolError, match="method 19"):
+        decode_request(bytes([1, 19]) + bytes(17))
 
 
 def test_names_must_be_unique() -> None:
@@ -86,7 +100,8 @@ def test_a_unary_rpc_is_a_runtime_method_with_its_request_type(name: str) -> Non
     method = RUNTIME.methods_by_name[name]
     assert not (method.client_streaming or method.server_streaming)
     assert method.input_type is rpcs.UNARY[name].request.DESCRIPTOR
-    assert rpcs.UNARY[name].component_field in method.input_type.fields_by_name
+    field = rpcs.UNARY[name].component_field
+    assert field in method.input_type.fields_by_name or (field == "" and name == "InvokeService")
 
 
 @pytest.mark.parametrize("name", sorted(rpcs.STREAMS))
@@ -160,14 +175,12 @@ def test_every_runtime_method_is_served_or_unimplemented(handlers: list[Any]) ->
         behaviour = _runtime_behaviour(handlers, method.name)
         unimplemented = behaviour.__qualname__.startswith("_unimplemented.")
         assert unimplemented is (method.name not in declared), method.name
-    assert {"InvokeService", "GetFile", "GetSecret"} <= {
-        m.name for m in RUNTIME.methods if m.name not in declared
-    }
+    assert {"GetFile", "GetSecret"} <= {m.name for m in RUNTIME.methods if m.name not in declared}
 
 
 def test_an_undeclared_method_is_unimplemented(handlers: list[Any]) -> None:
     with pytest.raises(_Aborted) as aborted:
-        _runtime_behaviour(handlers, "InvokeService")(b"", _Context())
+        _runtime_behaviour(handlers, "DelFile")(b"", _Context())
     assert aborted.value.code is grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -1,0 +1,1 @@
+"""Service invocation (InvokeService): kind ``rpcs``."""
