@@ -1013,3 +1013,13 @@ def test_lookups() -> None:
 def test_address_str() -> None:
     assert str(Address("127.0.0.1", 80)) == "127.0.0.1:80"
     assert str(Address("::1", 80)) == "[::1]:80"
+
+
+def test_one_rpcs_component_since_invoke_service_names_none() -> None:
+    rpc = {"type": "http", "metadata": {"targets": '{"s": "http://h:1"}'}}
+    assert [c.name for c in parse(doc(rpcs={"r1": rpc})).components if c.kind == "rpcs"] == ["r1"]
+    line = one_error(doc(rpcs={"r1": rpc, "r2": rpc}))
+    assert line == (
+        "test.yaml: rpcs: expected one component (InvokeService names a service id, "
+        "not a component), found 2: r1, r2"
+    )
