@@ -24,6 +24,9 @@ from urllib.parse import urlsplit
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: with Nagle on, a kept-alive client's
+    # delayed ACK holds the body back ~40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
@@ -101,3 +104,15 @@ def running_http_service(name: str = "s1") -> Iterator[HttpService]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def main() -> None:
+    """``python -m tests.http_service``: serve until killed (the bench's service,
+    in a process of its own); prints its URL once listening."""
+    server = _Server("s1")
+    print(server.url, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
