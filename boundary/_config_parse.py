@@ -98,6 +98,7 @@ class _Walker:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.problems: list[Problem] = []
+        self.base_dir = ""  # the config file's directory: relative file paths start there
 
     def fail(self, path: str, expected: str, found: str) -> None:
         self.problems.append(Problem(path, expected, found))
@@ -233,6 +234,7 @@ class _Walker:
         if doc is None:
             self.fail("", f"a mapping with keys {', '.join(_TOP)}", "an empty document")
             return None
+        self.base_dir = os.path.dirname(os.path.abspath(source))
         top = self.mapping(doc, "", _TOP, required=("listeners",))
         if top is None:
             return None
@@ -410,6 +412,9 @@ class _Walker:
             self.fail(f"{path}.type", f"one of the {kind} types {', '.join(types)}", repr(type_))
         spec = registry.TYPES.get((kind, type_ or ""))
         metadata = self.metadata(_or_empty(body.get("metadata")), f"{path}.metadata", spec, name)
+        for key in spec.paths if spec is not None else ():
+            if metadata.get(key):
+                metadata[key] = os.path.join(self.base_dir, os.path.expanduser(metadata[key]))
         workers = self.integer(body.get("workers", 1), f"{path}.workers", 1)
         if spec is not None and spec.single_process and workers is not None and workers != 1:
             self.fail(

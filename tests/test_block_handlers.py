@@ -21,6 +21,7 @@ IN_MEMORY = {
     "sequencer": "in-memory",
     "config_store": "in-memory",
     "pub_subs": "in-memory",
+    "secret_store": "local.env",  # no in-memory type: the environment needs no file
 }
 
 

@@ -49,6 +49,10 @@ GOOD = {
     "maxDeliveryAttempts": "5",
     "deadLetterTopic": "{topic}.dlq",
     "hello": "hi",
+    "secretsFile": str(Path(__file__).resolve().parents[1] / "configs" / "secrets.json"),
+    "nestedSeparator": ".",
+    "multiValued": "true",
+    "prefix": "APP_",
 }
 # ... and one it refuses; keys missing here take any text.
 BAD = {
@@ -66,8 +70,11 @@ BAD = {
     "redeliverInterval": "-1s",
     "maxLenApprox": "0",
     "maxDeliveryAttempts": "0",
+    "secretsFile": "",
+    "nestedSeparator": "",
+    "multiValued": "perhaps",
 }
-FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "deadLetterTopic", "hello"}
+FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "deadLetterTopic", "hello", "prefix"}
 
 EVERY_KEY = sorted(
     (kind, type_, key) for (kind, type_), spec in registry.TYPES.items() for key in spec.metadata

@@ -160,7 +160,7 @@ def test_every_runtime_method_is_served_or_unimplemented(handlers: list[Any]) ->
         behaviour = _runtime_behaviour(handlers, method.name)
         unimplemented = behaviour.__qualname__.startswith("_unimplemented.")
         assert unimplemented is (method.name not in declared), method.name
-    assert {"InvokeService", "GetFile", "GetSecret"} <= {
+    assert {"InvokeService", "GetFile"} <= {
         m.name for m in RUNTIME.methods if m.name not in declared
     }
 

@@ -12,6 +12,7 @@ from layotto.workers.config_block import ConfigurationBlock
 from layotto.workers.hello_block import HelloBlock
 from layotto.workers.lock_block import LockBlock
 from layotto.workers.pubsub_block import PubSubBlock
+from layotto.workers.secret_block import SecretBlock
 from layotto.workers.sequencer_block import SequencerBlock
 from layotto.workers.state_block import StateBlock
 
@@ -24,6 +25,7 @@ BLOCKS: dict[str, Callable[[WorkerSpec, Any], Block]] = {
         HelloBlock,
         ConfigurationBlock,
         PubSubBlock,
+        SecretBlock,
     )
 }
 
