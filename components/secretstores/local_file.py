@@ -107,11 +107,15 @@ class LocalFileSecretStore:
             raise OSError(
                 f"secret store {self._name!r}: cannot read {self._path}: {exc.strerror}"
             ) from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            # json's messages quote no content, only a position
+        except UnicodeDecodeError as exc:  # its message would quote a byte of the file
             raise ValueError(
                 f"secret store {self._name!r}: {self._path} is not a JSON object of secrets "
-                f"({type(exc).__name__}: {str(exc)[:80]})"
+                f"(not UTF-8 at byte {exc.start})"
+            ) from None
+        except ValueError as exc:  # json's messages quote no content, only a position
+            raise ValueError(
+                f"secret store {self._name!r}: {self._path} is not a JSON object of secrets "
+                f"({str(exc)[:80]})"
             ) from None
         self._secrets, self._stamp = secrets, stamp
 
