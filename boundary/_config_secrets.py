@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from layotto.components import registry
-from layotto.components.errors import MetadataError, NotFoundError
+from layotto.components.errors import BackendUnavailableError, MetadataError, NotFoundError
 
 from ._config_model import ComponentConfig, SecretRef
 
@@ -93,7 +93,7 @@ def _read(
             store = registry.build(
                 "secret_store", store_config.type, ref.name, store_config.metadata, ""
             )
-        except (OSError, ValueError) as exc:  # their messages name the file, not its content
+        except BackendUnavailableError as exc:  # it names the file, not its content
             fail(f"{where}.name", "a secret store the supervisor can read", str(exc))
             return None
         opened[ref.name] = store

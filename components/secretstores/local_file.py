@@ -1,7 +1,10 @@
 """``local.file``: secrets from a JSON file, with Dapr's local file store semantics.
 
 The file is read at open and again by ``ping`` when it changed, so an edited
-file is served without a restart. Nested objects:
+file is served without a restart. A file that is missing or not a JSON object
+is the backend being unavailable: the worker waits for it at start, and its
+health is DOWN (naming the file, never its content) while it stays so, the
+last good secrets still being served. Nested objects:
 
 - ``multiValued: false`` (default): every leaf becomes one secret, its key the
   path joined by ``nestedSeparator`` (default ``:``), its values
@@ -23,7 +26,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from layotto.components.errors import MetadataError
+from layotto.components.errors import BackendUnavailableError, MetadataError
 from layotto.components.metadata import of_component, parse_bool
 from layotto.components.secretstores.base import SecretNotFoundError
 
@@ -104,16 +107,16 @@ class LocalFileSecretStore:
                 document = json.load(f)
             secrets = secrets_of(document, self._separator, self._multi_valued)
         except OSError as exc:
-            raise OSError(
+            raise BackendUnavailableError(
                 f"secret store {self._name!r}: cannot read {self._path}: {exc.strerror}"
             ) from None
         except UnicodeDecodeError as exc:  # its message would quote a byte of the file
-            raise ValueError(
+            raise BackendUnavailableError(
                 f"secret store {self._name!r}: {self._path} is not a JSON object of secrets "
                 f"(not UTF-8 at byte {exc.start})"
             ) from None
         except ValueError as exc:  # json's messages quote no content, only a position
-            raise ValueError(
+            raise BackendUnavailableError(
                 f"secret store {self._name!r}: {self._path} is not a JSON object of secrets "
                 f"({str(exc)[:80]})"
             ) from None

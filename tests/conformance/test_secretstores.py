@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from layotto.components.errors import MetadataError, NotFoundError
+from layotto.components.errors import BackendUnavailableError, MetadataError, NotFoundError
 from layotto.components.registry import TYPES, build
 from layotto.components.secretstores.base import SecretStore
 from layotto.components.secretstores.local_env import LocalEnvSecretStore
@@ -93,11 +93,11 @@ def test_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
 def test_file_errors_name_the_file_not_its_content(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text('{"k": "hush-hush-value", oops}')
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(BackendUnavailableError) as caught:
         build("secret_store", "local.file", "s", {"secretsFile": str(path)}, "app")
     assert "bad.json" in str(caught.value)
     assert "hush-hush" not in str(caught.value)
-    with pytest.raises(OSError, match="cannot read"):
+    with pytest.raises(BackendUnavailableError, match="cannot read"):
         build("secret_store", "local.file", "s", {"secretsFile": str(tmp_path / "no")}, "app")
 
 
@@ -115,3 +115,20 @@ def test_file_metadata_readers() -> None:
         readers["multiValued"]({"multiValued": "perhaps"}, "s")
     with pytest.raises(MetadataError):
         readers["nestedSeparator"]({"nestedSeparator": ""}, "s")
+
+
+def test_file_health_follows_the_file(tmp_path: Path) -> None:
+    """The worker's health indicator pings: DOWN while the file is gone or
+    broken (the last good secrets are still served), UP when it is back."""
+    store = _file_store(tmp_path, {"k": "v"})
+    path = tmp_path / "nested.json"
+    path.unlink()
+    with pytest.raises(BackendUnavailableError, match="cannot read"):
+        store.ping()
+    path.write_text("{broken")
+    with pytest.raises(BackendUnavailableError, match="not a JSON object"):
+        store.ping()
+    assert store.get("k") == {"k": "v"}
+    path.write_text(json.dumps({"k": "back"}))
+    store.ping()
+    assert store.get("k") == {"k": "back"}
