@@ -6,6 +6,9 @@ looked for in the sidecar's log, `layotto status`, `layotto check`, the
 actuator's health and info JSON, and the command line and environment of
 every process of the sidecar: absent. A reload reads the rotated secret, a
 scaled secret store serves from every replica, and still nothing shows it.
+
+Also the secrets rows of docs/design.md's failure modes: a broken secrets
+file (DOWN, last read still served) and a reload whose secret is gone.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import yaml
 
 from layotto.proto import runtime_pb2 as pb
 from layotto.proto import runtime_pb2_grpc
+from tests.e2e.test_supervision import http_get
 from tests.sidecar import Sidecar, running_sidecar
 
 
@@ -105,3 +109,43 @@ def test_secret_ref_leaks_nowhere(tmp_path: Path) -> None:
         shown = _everything_shown(sidecar)
         _assert_absent(first, shown)
         _assert_absent(rotated, shown)
+
+
+def _get_secret(sidecar: Sidecar) -> dict[str, str]:
+    with grpc.insecure_channel(sidecar.target) as channel:
+        stub = runtime_pb2_grpc.RuntimeStub(channel)
+        request = pb.GetSecretRequest(store_name="vault", key="greeting")
+        return dict(stub.GetSecret(request, timeout=10).data)
+
+
+def test_a_broken_secrets_file_is_down_and_served_from_the_last_read(tmp_path: Path) -> None:
+    (tmp_path / "vault.json").write_text(json.dumps({"greeting": "hi"}))
+    with running_sidecar(_config(tmp_path)) as sidecar:
+        secrets = Path(sidecar.config).parent / "vault.json"
+        mark = sidecar.mark()
+        secrets.write_text("{not json")
+        sidecar.wait_for_log(r"vault#0: component DOWN", after=mark)
+        code, ready = http_get(sidecar, "/actuator/health/readiness")
+        assert code == 503 and ready["components"]["vault"]["status"] == "DOWN"
+        assert _get_secret(sidecar) == {"greeting": "hi"}
+        mark = sidecar.mark()
+        secrets.write_text(json.dumps({"greeting": "again"}))
+        sidecar.wait_for_log(r"vault#0: component UP", after=mark)
+        assert _get_secret(sidecar) == {"greeting": "again"}
+
+
+def test_a_reload_whose_secret_is_gone_changes_nothing(tmp_path: Path) -> None:
+    value = f"kept-{uuid.uuid4()}"
+    (tmp_path / "vault.json").write_text(json.dumps({"greeting": value}))
+    with running_sidecar(_config(tmp_path)) as sidecar:
+        _write_secret_file(sidecar, {"other": "x"})
+        result = sidecar.cli("reload", timeout=120)
+        assert result.returncode != 0
+        answer = result.stdout + result.stderr
+        assert "hellos.greeter.secret_ref[0].key" in answer
+        assert value not in answer
+        assert _hello(sidecar).startswith(value)  # the old generation serves on
+
+
+def _write_secret_file(sidecar: Sidecar, secrets: dict[str, str]) -> None:
+    (Path(sidecar.config).parent / "vault.json").write_text(json.dumps(secrets))
