@@ -448,6 +448,10 @@ class _Walker:
         """`secret_ref`: a list of {name, key, sub_key, inject_as}; read later (`resolve`)."""
         if value is None:
             return []
+        if spec is not None and spec.kind == "secret_store":
+            # the supervisor opens stores with their own metadata only
+            self.fail(path, "no secret_ref: secret stores take their metadata as given", "a value")
+            return []
         expected = "a list of {name, key, sub_key, inject_as} (sub_key optional)"
         if not isinstance(value, list):
             self.fail(path, expected, _describe(value))

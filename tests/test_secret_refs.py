@@ -171,3 +171,11 @@ def test_local_env_refs_read_the_supervisors_environment(
     doc["secret_store"]["env"] = {"type": "local.env", "metadata": {"prefix": "LAYOTTO_TEST_"}}
     Path(path).write_text(yaml.safe_dump(doc))
     assert component(config.load(path, environ={})).secrets == {"redisPassword": VALUE}
+
+
+def test_a_secret_store_takes_no_secret_ref(tmp_path: Path) -> None:
+    path = write(tmp_path, {})
+    doc = yaml.safe_load(Path(path).read_text())
+    doc["secret_store"]["vault"]["secret_ref"] = [{**REF, "inject_as": "secretsFile"}]
+    Path(path).write_text(yaml.safe_dump(doc))
+    assert "secret_store.vault.secret_ref: expected no secret_ref" in problems(path)
