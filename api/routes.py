@@ -26,6 +26,7 @@ _NOT_CONFIGURED = {
     "config_store": "configuration store is not configured",
     "pub_subs": "pubsub is not configured",
     "rpcs": "rpc is not configured",
+    "secret_store": "secret store is not configured",
 }
 _NOT_FOUND = {
     "hellos": "hello service {} not found",
@@ -35,6 +36,7 @@ _NOT_FOUND = {
     "config_store": "configuration store {} not found",
     "pub_subs": "pubsub {} not found",
     "rpcs": "rpc {} not found",
+    "secret_store": "failed finding secret store with key {}",
 }
 
 

@@ -121,6 +121,18 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    """One entry of a component's `secret_ref` (Layotto's shape): the value
+    `sub_key` of secret `key` in secret store `name` becomes metadata key
+    `inject_as` of the component's workers."""
+
+    name: str
+    key: str
+    sub_key: str  # "" stands for `key` itself (a single-valued secret's only value)
+    inject_as: str
+
+
+@dataclass(frozen=True)
 class ComponentConfig:
     kind: str
     name: str
@@ -129,11 +141,23 @@ class ComponentConfig:
     workers: int = 1
     hello: str | None = None  # kind hellos only (Layotto's `hello`)
     bigger_than: Mapping[str, int] = FrozenMap[int]()  # kind sequencer only (`biggerThan`)
+    secret_refs: tuple[SecretRef, ...] = ()
+    # The values the refs name, by `inject_as`, read by the supervisor at load.
+    # Never shown (not in repr, nor in the JSON the API processes get); only
+    # `worker_metadata` hands them on, to the worker's spec on its control link.
+    # Compared: a rotated secret makes a reload restart the component.
+    secrets: Mapping[str, str] = dataclasses.field(default=FrozenMap[str](), repr=False)
 
     def __post_init__(self) -> None:
         # Callers may pass plain dicts; store read-only copies so "frozen" holds.
         object.__setattr__(self, "metadata", FrozenMap(self.metadata))
         object.__setattr__(self, "bigger_than", FrozenMap(self.bigger_than))
+        object.__setattr__(self, "secret_refs", tuple(self.secret_refs))
+        object.__setattr__(self, "secrets", FrozenMap(self.secrets))
+
+    def worker_metadata(self) -> Mapping[str, str]:
+        """The metadata its workers get: the config's, with the secrets injected."""
+        return FrozenMap({**self.metadata, **self.secrets})
 
 
 @dataclass(frozen=True)
@@ -163,7 +187,8 @@ class Config:
         return default_run_dir(self.source)
 
     def to_json(self) -> dict[str, Any]:
-        """A plain JSON-able dict; `Config.from_json` rebuilds an equal Config."""
+        """A plain JSON-able dict; `Config.from_json` rebuilds an equal Config, but
+        for the values of `secret_ref` (`secrets`), which stay out of it."""
         return {
             "source": self.source,
             "app": {
@@ -185,6 +210,8 @@ class Config:
                     "workers": c.workers,
                     "hello": c.hello,
                     "bigger_than": dict(c.bigger_than),
+                    "secret_refs": [dataclasses.asdict(r) for r in c.secret_refs],
+                    # not `secrets`: their values stay in the supervisor and the workers
                 }
                 for c in self.components
             ],
@@ -202,7 +229,12 @@ class Config:
                 grpc=Address(**listeners["grpc"]), http=Address(**listeners["http"])
             ),
             runtime=RuntimeConfig(**data["runtime"]),
-            components=tuple(ComponentConfig(**c) for c in data["components"]),
+            components=tuple(
+                ComponentConfig(
+                    **{**c, "secret_refs": tuple(SecretRef(**r) for r in c["secret_refs"])}
+                )
+                for c in data["components"]
+            ),
         )
 
 

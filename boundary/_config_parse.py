@@ -31,7 +31,9 @@ from ._config_model import (
     Listeners,
     Problem,
     RuntimeConfig,
+    SecretRef,
 )
+from ._config_secrets import resolve
 
 _TOP = ("app", "listeners", "runtime", *registry.KINDS)
 _APP = ("app_id", "grpc_callback_port", "grpc_callback_host")
@@ -52,7 +54,8 @@ _RUNTIME = (
     "api_processes",
 )
 _MAX_OPEN = 100_000  # a limit on open streams or connections: each costs a thread
-_COMPONENT = ("type", "metadata", "workers")
+_COMPONENT = ("type", "metadata", "workers", "secret_ref")
+_SECRET_REF = ("name", "key", "sub_key", "inject_as")
 _KIND_EXTRA = {"hellos": ("hello",), "sequencer": ("biggerThan",)}
 # Kinds whose requests name no component: their one component answers every call.
 _ONE_COMPONENT = {"rpcs": "InvokeService names a service id, not a component"}
@@ -100,6 +103,7 @@ class _Walker:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.problems: list[Problem] = []
+        self.base_dir = ""  # the config file's directory: relative file paths start there
 
     def fail(self, path: str, expected: str, found: str) -> None:
         self.problems.append(Problem(path, expected, found))
@@ -235,6 +239,7 @@ class _Walker:
         if doc is None:
             self.fail("", f"a mapping with keys {', '.join(_TOP)}", "an empty document")
             return None
+        self.base_dir = os.path.dirname(os.path.abspath(source))
         top = self.mapping(doc, "", _TOP, required=("listeners",))
         if top is None:
             return None
@@ -242,6 +247,9 @@ class _Walker:
         listeners = self.listeners(top["listeners"]) if "listeners" in top else None
         runtime = self.runtime(_or_empty(top.get("runtime")))
         components = self.components(top)
+        if self.problems:
+            return None
+        components = resolve(components, self.fail)  # read only from a valid file
         if self.problems:
             return None
         assert app is not None and listeners is not None and runtime is not None
@@ -417,7 +425,13 @@ class _Walker:
         if type_ is not None and type_ not in types:
             self.fail(f"{path}.type", f"one of the {kind} types {', '.join(types)}", repr(type_))
         spec = registry.TYPES.get((kind, type_ or ""))
-        metadata = self.metadata(_or_empty(body.get("metadata")), f"{path}.metadata", spec, name)
+        given = _or_empty(body.get("metadata"))
+        refs = self.secret_refs(body.get("secret_ref"), f"{path}.secret_ref", spec, given)
+        injected = {r.inject_as for r in refs}
+        metadata = self.metadata(given, f"{path}.metadata", spec, name, injected)
+        for key in spec.paths if spec is not None else ():
+            if metadata.get(key):
+                metadata[key] = os.path.join(self.base_dir, os.path.expanduser(metadata[key]))
         workers = self.integer(body.get("workers", 1), f"{path}.workers", 1)
         if spec is not None and spec.single_process and workers is not None and workers != 1:
             self.fail(
@@ -432,7 +446,55 @@ class _Walker:
         bigger_than = self.bigger_than(_or_empty(body.get("biggerThan")), f"{path}.biggerThan")
         if len(self.problems) > before or type_ is None or workers is None:
             return None
-        return ComponentConfig(kind, name, type_, metadata, workers, hello, bigger_than)
+        return ComponentConfig(
+            kind, name, type_, metadata, workers, hello, bigger_than, tuple(refs)
+        )
+
+    def secret_refs(
+        self, value: Any, path: str, spec: registry.ComponentType | None, metadata: Any
+    ) -> list[SecretRef]:
+        """`secret_ref`: a list of {name, key, sub_key, inject_as}; read later (`resolve`)."""
+        if value is None:
+            return []
+        if spec is not None and spec.kind == "secret_store":
+            # the supervisor opens stores with their own metadata only
+            self.fail(path, "no secret_ref: secret stores take their metadata as given", "a value")
+            return []
+        expected = "a list of {name, key, sub_key, inject_as} (sub_key optional)"
+        if not isinstance(value, list):
+            self.fail(path, expected, _describe(value))
+            return []
+        refs: list[SecretRef] = []
+        for i, entry in enumerate(value):
+            where = f"{path}[{i}]"
+            required = ("name", "key", "inject_as")
+            body = self.mapping(entry, where, _SECRET_REF, required=required, expected=expected)
+            if body is None:
+                continue
+            texts = {k: self.text(body[k], _join(where, k)) for k in body}
+            if any(t is None for t in texts.values()) or not all(k in body for k in required):
+                continue
+            ref = SecretRef(
+                texts["name"] or "",
+                texts["key"] or "",
+                texts.get("sub_key") or "",
+                texts["inject_as"] or "",
+            )
+            target = _join(where, "inject_as")
+            if spec is not None and ref.inject_as not in spec.metadata:
+                keys = ", ".join(sorted(spec.metadata)) or "none"
+                self.fail(
+                    target,
+                    f"a metadata key of {spec.kind} type {spec.type}: {keys}",
+                    repr(ref.inject_as),
+                )
+            elif isinstance(metadata, dict) and ref.inject_as in metadata:
+                self.fail(target, "a metadata key not also set under metadata", repr(ref.inject_as))
+            elif ref.inject_as in {r.inject_as for r in refs}:
+                self.fail(target, "a metadata key injected once", repr(ref.inject_as))
+            else:
+                refs.append(ref)
+        return refs
 
     def metadata(
         self,
@@ -440,6 +502,7 @@ class _Walker:
         path: str,
         spec: registry.ComponentType | None,
         name: str,
+        injected: Collection[str] = (),
     ) -> dict[str, str]:
         if spec is None:  # unknown type, already reported: check the shape only
             allowed: Collection[str] = value.keys() if isinstance(value, dict) else ()
@@ -461,7 +524,7 @@ class _Walker:
                     read = spec.readers[key]
                     self.metadata_value(path, key, read=read, component=name, raw=item, text=text)
         for key in required:
-            if body is not None and key not in body:
+            if body is not None and key not in body and key not in injected:
                 assert spec is not None
                 self.fail(_join(path, key), f"{key}: {spec.metadata[key]}", _MISSING)
         return result

@@ -26,6 +26,10 @@ def state_key_given(message: Any, component: str) -> None:
     _require(bool(message.key), f"key is empty in state store {component}")
 
 
+def secret_key_given(message: Any, component: str) -> None:
+    _require(bool(message.key), f"key is empty in secret store {component}")
+
+
 def state_item_keys_given(message: Any, component: str) -> None:
     for item in message.states:
         _require(bool(item.key), f"key is empty in state store {component}")

@@ -36,6 +36,7 @@ from layotto.boundary._rpc_checks import (
     lock_owner_given,
     no_checks,
     no_routing_key,
+    secret_key_given,
     sequencer_key_given,
     state_item_keys_given,
     state_key_given,
@@ -269,7 +270,27 @@ RPCS: tuple[Rpc, ...] = (
     Internal("PollEvents", wire_id=16, kinds=_SUBSCRIBABLE, handler="poll_events"),
     Internal("EventProcessed", wire_id=17, kinds=("pub_subs",), handler="event_processed"),
     Internal("CloseSubscription", wire_id=18, kinds=_SUBSCRIBABLE, handler="close_subscription"),
-    # 19, 20 and 22 are pre-assigned to GetSecret, GetBulkSecret and InvokeBinding.
+    Unary(
+        "GetSecret",
+        wire_id=19,
+        kind="secret_store",
+        request=pb.GetSecretRequest,
+        component_field="store_name",
+        checks=secret_key_given,
+        routing_key=by_key,
+        repeatable=Repeatable("reads only"),
+        handler="get_secret",
+    ),
+    Unary(
+        "GetBulkSecret",
+        wire_id=20,
+        kind="secret_store",
+        request=pb.GetBulkSecretRequest,
+        component_field="store_name",
+        repeatable=Repeatable("reads only"),
+        handler="get_bulk_secret",
+    ),
+    # 22 is pre-assigned to InvokeBinding.
     Unary(
         "InvokeService",
         wire_id=21,

@@ -61,4 +61,6 @@ def code_of(exc: BaseException) -> Code:
         return Code.UNIMPLEMENTED
     if isinstance(exc, errors.BackendUnavailableError):
         return Code.UNAVAILABLE
+    if isinstance(exc, errors.NotFoundError):
+        return Code.NOT_FOUND
     return Code.INTERNAL

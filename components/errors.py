@@ -45,6 +45,10 @@ class OutOfRangeError(ComponentError):
     """The request asks for something past a hard limit (a sequencer key's last id)."""
 
 
+class NotFoundError(ComponentError):
+    """What the request names does not exist (a secret's key)."""
+
+
 class BackendUnavailableError(ComponentError):
     """The backing service cannot be reached right now; retrying later may work."""
 

@@ -18,10 +18,20 @@ from layotto.components.keys import KEY_PREFIX, check_prefix
 from layotto.components.metadata import Read, free_text
 from layotto.components.pubsub.settings import DELIVERY_READERS, MAX_LEN_KEY, max_len_approx
 from layotto.components.rpc import settings as rpc_settings
+from layotto.components.secretstores import local_file
 from layotto.components.sequencer.segments import parse_step
 from layotto.components.state._ops import TTL_KEY, default_ttl
 
-KINDS = ("hellos", "state", "lock", "sequencer", "config_store", "pub_subs", "rpcs")
+KINDS = (
+    "hellos",
+    "state",
+    "lock",
+    "sequencer",
+    "config_store",
+    "pub_subs",
+    "rpcs",
+    "secret_store",
+)
 
 _REDIS_KEYS = {
     "redisHost": "host:port of the Redis server (required)",
@@ -65,6 +75,9 @@ class ComponentType:
     # outlives the worker process (what must survive a crash, such as the
     # in-memory sequencer's marks), or None.
     state_file: bool = False
+    # Metadata keys whose value is a file path: a relative one is taken from
+    # the config file's directory, made absolute at config load.
+    paths: frozenset[str] = frozenset()
 
 
 _REDIS = _redis_settings.READERS
@@ -189,6 +202,32 @@ _TYPES += [
             rpc_settings.TARGETS_KEY: rpc_settings.parse_targets,
             rpc_settings.TIMEOUT_KEY: rpc_settings.parse_timeout,
         },
+    ),
+    ComponentType(
+        "secret_store",
+        "local.file",
+        "layotto.components.secretstores.local_file:create",
+        {
+            local_file.FILE_KEY: "the JSON file of secrets (required); relative: to the "
+            "config file's directory",
+            local_file.SEPARATOR_KEY: "joins the keys of nested objects, default ':'",
+            local_file.MULTI_KEY: "true: each top-level key is one secret of several values, "
+            "default false",
+        },
+        frozenset({local_file.FILE_KEY}),
+        readers={
+            local_file.FILE_KEY: local_file.read_path,
+            local_file.SEPARATOR_KEY: local_file.read_separator,
+            local_file.MULTI_KEY: local_file.read_multi_valued,
+        },
+        paths=frozenset({local_file.FILE_KEY}),
+    ),
+    ComponentType(
+        "secret_store",
+        "local.env",
+        "layotto.components.secretstores.local_env:create",
+        {"prefix": "only variables with this prefix are secrets, named without it"},
+        readers={"prefix": free_text},
     ),
 ]
 

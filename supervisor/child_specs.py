@@ -44,7 +44,7 @@ def worker_child(
         kind=component.kind,
         name=component.name,
         type=component.type,
-        metadata=component.metadata,
+        metadata=component.worker_metadata(),  # secret_ref values injected
         app_id=config.app.app_id,
         slot=slot,
         address=address,

@@ -42,6 +42,9 @@ class Sidecar:
     def __init__(self, config: str | Path, env: dict[str, str] | None = None) -> None:
         directory = tempfile.mkdtemp(prefix="layotto-test-")
         self.config = shutil.copy(config, directory)  # same file name: tests look at it
+        # files the config names relative to its directory (secret_demo's secrets file)
+        for sibling in Path(config).parent.glob("*.json"):
+            shutil.copy(sibling, directory)
         # with what a killed supervisor leaves behind where the CLI looks for it
         weakref.finalize(self, _remove_trees, directory, default_run_dir(self.config))
         self.grpc_port = free_port()

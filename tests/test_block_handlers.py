@@ -22,6 +22,7 @@ IN_MEMORY = {
     "config_store": "in-memory",
     "pub_subs": "in-memory",
     "rpcs": "http",  # needs no server until called
+    "secret_store": "local.env",  # no in-memory type: the environment needs no file
 }
 METADATA = {"rpcs": {"targets": '{"echo": "http://127.0.0.1:9"}'}}
 

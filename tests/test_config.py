@@ -95,7 +95,12 @@ def test_standalone_loads_all_in_memory() -> None:
         ("sequencer", "sequencer_demo", "in-memory", 1),
         ("config_store", "config_demo", "in-memory", 1),
         ("pub_subs", "pub_subs_demo", "in-memory", 1),
+        ("secret_store", "secret_demo", "local.file", 1),
     ]
+    secrets = cfg.component("secret_demo")
+    # relative to the config file's directory, made absolute at load
+    assert secrets is not None
+    assert secrets.metadata == {"secretsFile": str(CONFIGS.resolve() / "secrets.json")}
     hello = cfg.component("helloworld")
     assert hello is not None and hello.hello == "greeting"
     assert cfg.runtime == RuntimeConfig()
@@ -110,8 +115,11 @@ def test_redis_config_loads_with_default_address() -> None:
         c = cfg.component(name)
         assert c is not None and c.type == "redis"
         assert c.metadata == {"redisHost": "127.0.0.1:6379"}
-    assert [c.workers for c in cfg.components] == [1, 2, 1, 1, 1, 1]
+    state = cfg.component("state_demo")
+    assert state is not None and state.secrets == {"redisPassword": ""}  # secrets.json's
+    assert [c.workers for c in cfg.components] == [1, 2, 1, 1, 1, 1, 1]
     assert {c.name for c in cfg.components} == {
+        "secret_demo",
         "helloworld",
         "state_demo",
         "lock_demo",
@@ -124,9 +132,8 @@ def test_redis_config_loads_with_default_address() -> None:
 def test_redis_config_takes_address_and_ports_from_environment() -> None:
     env = {"REDIS_ADDR": "10.1.2.3:7000", "LAYOTTO_GRPC_PORT": "4000", "LAYOTTO_HTTP_PORT": "4001"}
     cfg = config.load(str(CONFIGS / "redis.yaml"), environ=env)
-    assert {c.metadata.get("redisHost") for c in cfg.components if c.kind != "hellos"} == {
-        "10.1.2.3:7000"
-    }
+    redis = [c for c in cfg.components if c.kind not in ("hellos", "secret_store")]
+    assert {c.metadata.get("redisHost") for c in redis} == {"10.1.2.3:7000"}
     assert cfg.listeners.grpc == Address("127.0.0.1", 4000)
     assert cfg.listeners.http == Address("127.0.0.1", 4001)
 
@@ -149,7 +156,8 @@ def test_load_uses_process_environment_by_default(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(("kind", "type_"), sorted(registry.TYPES), ids=str)
 def test_every_registered_type_has_a_loadable_minimal_config(kind: str, type_: str) -> None:
     spec = registry.TYPES[(kind, type_)]
-    entry: dict[str, Any] = {"type": type_, "metadata": {k: REQUIRED[k] for k in spec.required}}
+    values = {**REQUIRED, "secretsFile": "secrets.json"}
+    entry: dict[str, Any] = {"type": type_, "metadata": {k: values[k] for k in spec.required}}
     cfg = parse({**doc(**{k: None for k in registry.KINDS}), kind: {"c1": entry}})
     assert [(c.kind, c.type) for c in cfg.components] == [(kind, type_)]
 
@@ -297,7 +305,8 @@ def test_problem_line_format() -> None:
         (
             {"states": {}},
             "states",
-            "app, listeners, runtime, hellos, state, lock, sequencer, config_store, pub_subs, rpcs",
+            "app, listeners, runtime, hellos, state, lock, sequencer, config_store, pub_subs, "
+            "rpcs, secret_store",
             "unknown key 'states' (did you mean 'state'?)",
         ),
         (
@@ -324,31 +333,31 @@ def test_problem_line_format() -> None:
         (
             {"state": {"s": {"type": "in-memory", "wokers": 1}}},
             "state.s.wokers",
-            "type, metadata, workers",
+            "type, metadata, workers, secret_ref",
             "unknown key 'wokers' (did you mean 'workers'?)",
         ),
         (
             {"state": {"s": {"type": "in-memory", "hello": "x"}}},
             "state.s.hello",
-            "type, metadata, workers",
+            "type, metadata, workers, secret_ref",
             "unknown key 'hello'",
         ),
         (
             {"lock": {"l": {"type": "in-memory", "biggerThan": {}}}},
             "lock.l.biggerThan",
-            "type, metadata, workers",
+            "type, metadata, workers, secret_ref",
             "unknown key 'biggerThan'",
         ),
         (
             {"hellos": {"h": {"type": "helloworld", "biggerThan": {}}}},
             "hellos.h.biggerThan",
-            "type, metadata, workers, hello",
+            "type, metadata, workers, secret_ref, hello",
             "unknown key 'biggerThan'",
         ),
         (
             {"sequencer": {"q": {"type": "in-memory", "hello": "x"}}},
             "sequencer.q.hello",
-            "type, metadata, workers, biggerThan",
+            "type, metadata, workers, secret_ref, biggerThan",
             "unknown key 'hello'",
         ),
     ],
@@ -529,7 +538,7 @@ def test_at_least_one_component() -> None:
     line = one_error(doc(hellos=None, state=None, lock=None, sequencer=None))
     assert line == (
         "test.yaml: expected at least one component (under hellos, state, lock, sequencer, "
-        "config_store, pub_subs, rpcs), found none"
+        "config_store, pub_subs, rpcs, secret_store), found none"
     )
 
 
@@ -554,6 +563,7 @@ def test_component_entry_must_be_a_mapping() -> None:
     line = one_error(doc(lock={"lock_demo": "in-memory"}))
     assert line == (
         "test.yaml: lock.lock_demo: expected a mapping with keys type, metadata, workers, "
+        "secret_ref, "
         "found 'in-memory'"
     )
 
@@ -909,7 +919,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_document_must_be_a_mapping(text: str, found: str) -> None:
     assert one_error(text) == (
         "test.yaml: expected a mapping with keys app, listeners, runtime, hellos, state, lock, "
-        f"sequencer, config_store, pub_subs, rpcs, found {found}"
+        f"sequencer, config_store, pub_subs, rpcs, secret_store, found {found}"
     )
 
 
@@ -950,7 +960,11 @@ def test_json_round_trip() -> None:
 @pytest.mark.parametrize("name", ["standalone.yaml", "redis.yaml"])
 def test_shipped_configs_round_trip(name: str) -> None:
     cfg = config.load(str(CONFIGS / name), environ={})
-    assert Config.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    # everything but the values of secret_ref, which never travel in the JSON
+    kept = [dataclasses.replace(c, secrets={}) for c in cfg.components]
+    assert Config.from_json(json.loads(json.dumps(cfg.to_json()))) == dataclasses.replace(
+        cfg, components=tuple(kept)
+    )
 
 
 def test_run_dir_is_keyed_by_user_and_config_path_only(monkeypatch: pytest.MonkeyPatch) -> None:

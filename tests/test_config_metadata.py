@@ -51,6 +51,10 @@ GOOD = {
     "hello": "hi",
     "targets": '{"echo": "http://127.0.0.1:8080", "orders": ["http://a:1/v1", "https://b"]}',
     "rpc_request_timeout": "500",
+    "secretsFile": str(Path(__file__).resolve().parents[1] / "configs" / "secrets.json"),
+    "nestedSeparator": ".",
+    "multiValued": "true",
+    "prefix": "APP_",
 }
 # ... and one it refuses; keys missing here take any text.
 BAD = {
@@ -70,8 +74,11 @@ BAD = {
     "maxDeliveryAttempts": "0",
     "targets": '{"echo": "ftp://127.0.0.1:8080"}',
     "rpc_request_timeout": "0",
+    "secretsFile": "",
+    "nestedSeparator": "",
+    "multiValued": "perhaps",
 }
-FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "deadLetterTopic", "hello"}
+FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "deadLetterTopic", "hello", "prefix"}
 
 EVERY_KEY = sorted(
     (kind, type_, key) for (kind, type_), spec in registry.TYPES.items() for key in spec.metadata

@@ -54,3 +54,16 @@ def test_every_imported_distribution_is_a_runtime_dependency() -> None:
                 "expected it in [project].dependencies, found it missing"
             )
     assert not problems, "\n".join(problems)
+
+
+def test_every_source_package_is_installed() -> None:
+    """A package folder pyproject.toml does not list works in an editable
+    install and is missing from the wheel."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {
+        "layotto." + str(init.parent.relative_to(ROOT)).replace("/", ".")
+        for top in ("boundary", *PACKAGES)
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert folders <= set(setuptools["packages"])
+    assert set(setuptools["packages"]) <= set(setuptools["package-dir"]) | {"layotto"}

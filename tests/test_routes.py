@@ -18,6 +18,7 @@ COMPONENTS: Components = {
     "state": frozenset({"redis", "in-memory"}),
     "lock": frozenset({"redis"}),
     "sequencer": frozenset({"redis"}),
+    "secret_store": frozenset({"secret_demo"}),
 }
 
 
@@ -66,6 +67,8 @@ VALID: dict[str, Message] = {
         store_name="redis", resource_id="r", lock_owner="o", expire=10
     ),
     "GetNextId": pb.GetNextIdRequest(store_name="redis", key="order"),
+    "GetSecret": pb.GetSecretRequest(store_name="secret_demo", key="k"),
+    "GetBulkSecret": pb.GetBulkSecretRequest(store_name="secret_demo"),
 }
 
 NOT_CONFIGURED = {
@@ -73,6 +76,7 @@ NOT_CONFIGURED = {
     "lock": "lock store is not configured",
     "sequencer": "Sequencer store is not configured",
     "hellos": "hello service is not configured",
+    "secret_store": "secret store is not configured",
 }
 
 
@@ -286,7 +290,27 @@ ROUTES = {
     "Unlock": Route("redis", "r", UNARY["Unlock"].repeatable),
     "LockKeepAlive": Route("redis", "r", UNARY["LockKeepAlive"].repeatable),
     "GetNextId": Route("redis", "order", None, sticky=True),
+    "GetSecret": Route("secret_demo", "k", READS),
+    "GetBulkSecret": Route("secret_demo", "", READS),
 }
+
+
+def test_secret_calls_check_as_layotto_does() -> None:
+    unknown = failure("GetSecret", pb.GetSecretRequest(store_name="nope", key="k"))
+    assert (unknown.code, unknown.message) == (
+        Code.INVALID_ARGUMENT,
+        "failed finding secret store with key nope",
+    )
+    empty = failure("GetSecret", pb.GetSecretRequest(store_name="secret_demo"))
+    assert (empty.code, empty.message) == (
+        Code.INVALID_ARGUMENT,
+        "key is empty in secret store secret_demo",
+    )
+    none = failure("GetBulkSecret", pb.GetBulkSecretRequest(store_name="s"), {})
+    assert (none.code, none.message) == (
+        Code.FAILED_PRECONDITION,
+        "secret store is not configured",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(ROUTES))
@@ -302,6 +326,8 @@ def test_reads_and_the_owners_lock_calls_are_repeatable_and_only_the_sequencer_i
         "GetConfiguration",
         "Unlock",
         "LockKeepAlive",
+        "GetSecret",
+        "GetBulkSecret",
     }
     assert {n for n, s in UNARY.items() if s.sticky} == {"GetNextId"}
 

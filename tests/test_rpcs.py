@@ -82,8 +82,8 @@ def test_a_gap_is_an_id_assigned_elsewhere_and_unknown_here() -> None:
     declared = [rpcs.Internal(f"M{w}", wire_id=w, kinds=("x",), handler="h") for w in (0, 2)]
     assert [r.wire_id for r in rpcs._by_wire_id(declared)] == [0, 2]
     assert METHOD_IDS["InvokeService"] == 21
-    with pytest.raises(ProtocolError, match="method 19"):
-        decode_request(bytes([1, 19]) + bytes(17))
+    with pytest.raises(ProtocolError, match="method 22"):
+        decode_request(bytes([1, 22]) + bytes(17))
 
 
 def test_names_must_be_unique() -> None:
@@ -175,7 +175,7 @@ def test_every_runtime_method_is_served_or_unimplemented(handlers: list[Any]) ->
         behaviour = _runtime_behaviour(handlers, method.name)
         unimplemented = behaviour.__qualname__.startswith("_unimplemented.")
         assert unimplemented is (method.name not in declared), method.name
-    assert {"GetFile", "GetSecret"} <= {m.name for m in RUNTIME.methods if m.name not in declared}
+    assert {"GetFile"} <= {m.name for m in RUNTIME.methods if m.name not in declared}
 
 
 def test_an_undeclared_method_is_unimplemented(handlers: list[Any]) -> None:

@@ -13,6 +13,7 @@ from layotto.workers.hello_block import HelloBlock
 from layotto.workers.lock_block import LockBlock
 from layotto.workers.pubsub_block import PubSubBlock
 from layotto.workers.rpc_block import RpcBlock
+from layotto.workers.secret_block import SecretBlock
 from layotto.workers.sequencer_block import SequencerBlock
 from layotto.workers.state_block import StateBlock
 
@@ -26,6 +27,7 @@ BLOCKS: dict[str, Callable[[WorkerSpec, Any], Block]] = {
         ConfigurationBlock,
         PubSubBlock,
         RpcBlock,
+        SecretBlock,
     )
 }
 

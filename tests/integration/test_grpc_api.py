@@ -336,9 +336,9 @@ def test_sequencer_requires_a_key(stub: Stub) -> None:
 
 
 def test_unimplemented_unary_rpc_names_itself(stub: Stub) -> None:
-    error = error_of(lambda: stub.GetSecret(pb.GetSecretRequest(), timeout=10))
+    error = error_of(lambda: stub.DelFile(pb.DelFileRequest(), timeout=10))
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "GetSecret" in (error.details() or "")
+    assert "DelFile" in (error.details() or "")
 
 
 def test_unimplemented_streaming_rpc_names_itself(stub: Stub) -> None:
