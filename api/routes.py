@@ -25,6 +25,7 @@ _NOT_CONFIGURED = {
     "sequencer": "Sequencer store is not configured",
     "config_store": "configuration store is not configured",
     "pub_subs": "pubsub is not configured",
+    "bindings": "output binding is not configured",
 }
 _NOT_FOUND = {
     "hellos": "hello service {} not found",
@@ -33,6 +34,7 @@ _NOT_FOUND = {
     "sequencer": "Sequencer store {} not found",
     "config_store": "configuration store {} not found",
     "pub_subs": "pubsub {} not found",
+    "bindings": "couldn't find output binding {}",
 }
 
 

@@ -36,6 +36,7 @@ from layotto.boundary._rpc_checks import (
     lock_owner_given,
     no_checks,
     no_routing_key,
+    operation_given,
     sequencer_key_given,
     state_item_keys_given,
     state_key_given,
@@ -98,6 +99,18 @@ class Internal:
 Rpc = Unary | Stream | Internal
 
 _SUBSCRIBABLE = ("config_store", "pub_subs")
+
+# Wire ids given to rpcs being added on other branches at the same time as
+# this one. Until those land, each id is held by a placeholder that no block
+# answers (a frame carrying it gets UNIMPLEMENTED), so the ids stay dense and
+# every id keeps its final meaning. Merging a branch that declares one of
+# them: delete its line here (a duplicate name fails at import).
+ASSIGNED_ELSEWHERE: Mapping[int, str] = {19: "GetSecret", 20: "GetBulkSecret", 21: "InvokeService"}
+
+
+def _reserved(name: str, wire_id: int) -> Internal:
+    return Internal(name, wire_id=wire_id, kinds=(), handler="")
+
 
 RPCS: tuple[Rpc, ...] = (
     Unary(
@@ -263,6 +276,18 @@ RPCS: tuple[Rpc, ...] = (
     Internal("PollEvents", wire_id=16, kinds=_SUBSCRIBABLE, handler="poll_events"),
     Internal("EventProcessed", wire_id=17, kinds=("pub_subs",), handler="event_processed"),
     Internal("CloseSubscription", wire_id=18, kinds=_SUBSCRIBABLE, handler="close_subscription"),
+    Unary(
+        "InvokeBinding",
+        wire_id=22,
+        kind="bindings",
+        request=pb.InvokeBindingRequest,
+        component_field="name",
+        checks=operation_given,
+        # not repeatable: most operations write (create, post, put, delete), and
+        # even a get reaches a service outside the sidecar that may count it
+        handler="invoke_binding",
+    ),
+    *(_reserved(name, wire_id) for wire_id, name in ASSIGNED_ELSEWHERE.items()),
 )
 
 

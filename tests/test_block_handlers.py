@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ IN_MEMORY = {
     "sequencer": "in-memory",
     "config_store": "in-memory",
     "pub_subs": "in-memory",
+    "bindings": "localstorage",
 }
 
 
@@ -78,9 +80,11 @@ def test_a_block_of_an_undeclared_kind_fails_when_defined() -> None:
 
 
 @pytest.fixture(params=sorted(IN_MEMORY))
-def block(request: pytest.FixtureRequest) -> Iterator[Block]:
+def block(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Block]:
     kind = request.param
-    spec = WorkerSpec(kind, "c", IN_MEMORY[kind], {}, "app", 0, f"ipc:///tmp/x/w-{kind}-0.ipc")
+    metadata = {"rootPath": str(tmp_path)} if kind == "bindings" else {}
+    address = f"ipc:///tmp/x/w-{kind}-0.ipc"
+    spec = WorkerSpec(kind, "c", IN_MEMORY[kind], metadata, "app", 0, address)
     opened = open_block(spec)
     yield opened
     opened.close()

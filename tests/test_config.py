@@ -41,6 +41,8 @@ BASE: dict[str, Any] = {
     "sequencer": {"sequencer_demo": {"type": "in-memory"}},
 }
 REDIS = {"redisHost": "127.0.0.1:6379"}
+# A value of every key some type requires.
+REQUIRED = {**REDIS, "url": "http://127.0.0.1:8080", "rootPath": "/tmp/x"}
 
 
 def doc(**sections: Any) -> dict[str, Any]:
@@ -148,7 +150,7 @@ def test_load_uses_process_environment_by_default(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(("kind", "type_"), sorted(registry.TYPES), ids=str)
 def test_every_registered_type_has_a_loadable_minimal_config(kind: str, type_: str) -> None:
     spec = registry.TYPES[(kind, type_)]
-    entry: dict[str, Any] = {"type": type_, "metadata": {k: REDIS[k] for k in spec.required}}
+    entry: dict[str, Any] = {"type": type_, "metadata": {k: REQUIRED[k] for k in spec.required}}
     cfg = parse({**doc(**{k: None for k in registry.KINDS}), kind: {"c1": entry}})
     assert [(c.kind, c.type) for c in cfg.components] == [(kind, type_)]
 
@@ -296,7 +298,7 @@ def test_problem_line_format() -> None:
         (
             {"states": {}},
             "states",
-            "app, listeners, runtime, hellos, state, lock, sequencer, config_store, pub_subs",
+            "app, listeners, runtime, hellos, state, lock, sequencer, config_store, pub_subs, bindings",
             "unknown key 'states' (did you mean 'state'?)",
         ),
         (
@@ -528,7 +530,7 @@ def test_at_least_one_component() -> None:
     line = one_error(doc(hellos=None, state=None, lock=None, sequencer=None))
     assert line == (
         "test.yaml: expected at least one component (under hellos, state, lock, sequencer, "
-        "config_store, pub_subs), found none"
+        "config_store, pub_subs, bindings), found none"
     )
 
 
@@ -908,7 +910,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_document_must_be_a_mapping(text: str, found: str) -> None:
     assert one_error(text) == (
         "test.yaml: expected a mapping with keys app, listeners, runtime, hellos, state, lock, "
-        f"sequencer, config_store, pub_subs, found {found}"
+        f"sequencer, config_store, pub_subs, bindings, found {found}"
     )
 
 

@@ -8,8 +8,10 @@ and block from the same functions, so both refuse exactly the same values.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ GOOD = {
     "maxDeliveryAttempts": "5",
     "deadLetterTopic": "{topic}.dlq",
     "hello": "hi",
+    "url": "http://127.0.0.1:8080/hooks",
+    "rootPath": os.path.join(tempfile.gettempdir(), "layotto-test-localstorage"),
 }
 # ... and one it refuses; keys missing here take any text.
 BAD = {
@@ -66,6 +70,8 @@ BAD = {
     "redeliverInterval": "-1s",
     "maxLenApprox": "0",
     "maxDeliveryAttempts": "0",
+    "url": "ftp://127.0.0.1/files",
+    "rootPath": "relative/dir",
 }
 FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "deadLetterTopic", "hello"}
 
@@ -188,7 +194,7 @@ SUPERVISOR_IMPORTS = textwrap.dedent(
         config.parse(yaml.safe_dump(bad), "x.yaml", {})
     except config.ConfigError:
         pass
-    print(sorted(m for m in ("redis", "grpc", "pynng") if m in sys.modules))
+    print(sorted(m for m in ("redis", "grpc", "pynng", "urllib3") if m in sys.modules))
     """
 )
 

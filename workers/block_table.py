@@ -7,6 +7,7 @@ from typing import Any
 
 from layotto.boundary.specs import WorkerSpec
 from layotto.components import registry
+from layotto.workers.bindings_block import BindingsBlock
 from layotto.workers.block import Block
 from layotto.workers.config_block import ConfigurationBlock
 from layotto.workers.hello_block import HelloBlock
@@ -24,6 +25,7 @@ BLOCKS: dict[str, Callable[[WorkerSpec, Any], Block]] = {
         HelloBlock,
         ConfigurationBlock,
         PubSubBlock,
+        BindingsBlock,
     )
 }
 
