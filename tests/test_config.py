@@ -298,7 +298,8 @@ def test_problem_line_format() -> None:
         (
             {"states": {}},
             "states",
-            "app, listeners, runtime, hellos, state, lock, sequencer, config_store, pub_subs, bindings",
+            "app, listeners, runtime, hellos, state, lock, sequencer, config_store, pub_subs, "
+            "bindings",
             "unknown key 'states' (did you mean 'state'?)",
         ),
         (
