@@ -96,7 +96,13 @@ def test_standalone_loads_all_in_memory() -> None:
         ("sequencer", "sequencer_demo", "in-memory", 1),
         ("config_store", "config_demo", "in-memory", 1),
         ("pub_subs", "pub_subs_demo", "in-memory", 1),
+        ("bindings", "files_demo", "localstorage", 1),
     ]
+    files = cfg.component("files_demo")
+    assert files is not None
+    assert files.metadata == {"rootPath": "/tmp/layotto-bindings/files_demo"}
+    moved = config.load(str(CONFIGS / "standalone.yaml"), environ={"LAYOTTO_BINDINGS_ROOT": "/b"})
+    assert (moved.component("files_demo") or files).metadata == {"rootPath": "/b/files_demo"}
     hello = cfg.component("helloworld")
     assert hello is not None and hello.hello == "greeting"
     assert cfg.runtime == RuntimeConfig()
