@@ -61,7 +61,7 @@ class HttpBinding:
         status = answer.status
         if not 200 <= status < 300:
             raise ComponentError(f"received status code {status} from {target}")
-        found = {"statusCode": str(status), **dict(answer.headers.items())}
+        found = {**dict(answer.headers.items()), "statusCode": str(status)}
         return BindingResponse(answer.data, found)
 
     def ping(self) -> None:
