@@ -5,8 +5,13 @@ loopback HTTP server, the tests' Redis, a temp directory)."""
 from __future__ import annotations
 
 import json
+import shutil
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -142,3 +147,32 @@ def test_the_shipped_localstorage_binding() -> None:
             assert made.metadata["fileName"] == "note.txt"
             assert (root / "note.txt").read_bytes() == b"hi"
             assert invoke(stub, "files_demo", "get", fileName="note.txt").data == b"hi"
+        # health: the root is a writable directory
+        assert readiness(sidecar)["components"]["files_demo"]["status"] == "UP"
+        shutil.rmtree(root)
+        down = wait_for_health(sidecar, "DOWN")
+        reason = down["components"]["files_demo#0"]["details"]["reason"]
+        assert reason == f"localstorage root {root} is not a directory"
+        root.mkdir()
+        assert wait_for_health(sidecar, "UP")["components"]["files_demo"]["status"] == "UP"
+
+
+def readiness(sidecar: Sidecar) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{sidecar.http_port}/actuator/health/readiness"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        answer = json.loads(error.read())
+    return answer
+
+
+def wait_for_health(sidecar: Sidecar, status: str, within: float = 10) -> dict[str, Any]:
+    """The readiness body once files_demo's status is ``status``."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = readiness(sidecar)
+        if answer["components"]["files_demo"]["status"] == status:
+            return answer
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.1)
