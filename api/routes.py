@@ -27,6 +27,7 @@ _NOT_CONFIGURED = {
     "pub_subs": "pubsub is not configured",
     "rpcs": "rpc is not configured",
     "secret_store": "secret store is not configured",
+    "bindings": "output binding is not configured",
 }
 _NOT_FOUND = {
     "hellos": "hello service {} not found",
@@ -37,6 +38,7 @@ _NOT_FOUND = {
     "pub_subs": "pubsub {} not found",
     "rpcs": "rpc {} not found",
     "secret_store": "failed finding secret store with key {}",
+    "bindings": "couldn't find output binding {}",
 }
 
 

@@ -59,6 +59,10 @@ def topic_given(message: Any, component: str) -> None:
     _require(bool(message.topic), f"topic is empty in pubsub {component}")
 
 
+def operation_given(message: Any, component: str) -> None:
+    _require(bool(message.operation), "operation field is missing from request")
+
+
 # Routing keys: requests with the same key prefer the same worker replica.
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layotto.components import _redis_settings
+from layotto.components.bindings import settings as binding_settings
 from layotto.components.keys import KEY_PREFIX, check_prefix
 from layotto.components.metadata import Read, free_text
 from layotto.components.pubsub.settings import DELIVERY_READERS, MAX_LEN_KEY, max_len_approx
@@ -31,6 +32,7 @@ KINDS = (
     "pub_subs",
     "rpcs",
     "secret_store",
+    "bindings",
 )
 
 _REDIS_KEYS = {
@@ -228,6 +230,34 @@ _TYPES += [
         "layotto.components.secretstores.local_env:create",
         {"prefix": "only variables with this prefix are secrets, named without it"},
         readers={"prefix": free_text},
+    ),
+]
+
+# Output bindings (Dapr's bindings.http, bindings.redis, bindings.localstorage).
+_TYPES += [
+    ComponentType(
+        "bindings",
+        "http",
+        "layotto.components.bindings.http:create",
+        {"url": "the URL requests go to; request metadata path is appended to it (required)"},
+        frozenset({"url"}),
+        readers={"url": binding_settings.url},
+    ),
+    ComponentType(
+        "bindings",
+        "redis",
+        "layotto.components.bindings.redis:create",
+        _REDIS_KEYS,
+        frozenset({"redisHost"}),
+        readers=_REDIS,
+    ),
+    ComponentType(
+        "bindings",
+        "localstorage",
+        "layotto.components.bindings.localstorage:create",
+        {"rootPath": "the directory the files live in, absolute; created if missing (required)"},
+        frozenset({"rootPath"}),
+        readers={"rootPath": binding_settings.root_path},
     ),
 ]
 

@@ -55,6 +55,8 @@ class Sidecar:
                 "LAYOTTO_GRPC_PORT": str(self.grpc_port),
                 "LAYOTTO_HTTP_PORT": str(self.http_port),
                 "PYTHONUNBUFFERED": "1",
+                # standalone.yaml's localstorage binding: files of this sidecar only
+                "LAYOTTO_BINDINGS_ROOT": os.path.join(directory, "bindings"),
             }
         )
         self.env.update(env or {})

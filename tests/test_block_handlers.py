@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ IN_MEMORY = {
     "pub_subs": "in-memory",
     "rpcs": "http",  # needs no server until called
     "secret_store": "local.env",  # no in-memory type: the environment needs no file
+    "bindings": "localstorage",
 }
 METADATA = {"rpcs": {"targets": '{"echo": "http://127.0.0.1:9"}'}}
 
@@ -81,11 +83,14 @@ def test_a_block_of_an_undeclared_kind_fails_when_defined() -> None:
 
 
 @pytest.fixture(params=sorted(IN_MEMORY))
-def block(request: pytest.FixtureRequest) -> Iterator[Block]:
+def block(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Block]:
     kind = request.param
     spec = WorkerSpec(
         kind, "c", IN_MEMORY[kind], METADATA.get(kind, {}), "app", 0, f"ipc:///tmp/x/w-{kind}-0.ipc"
     )
+    metadata = {"rootPath": str(tmp_path)} if kind == "bindings" else {}
+    address = f"ipc:///tmp/x/w-{kind}-0.ipc"
+    spec = WorkerSpec(kind, "c", IN_MEMORY[kind], metadata, "app", 0, address)
     opened = open_block(spec)
     yield opened
     opened.close()

@@ -41,7 +41,13 @@ BASE: dict[str, Any] = {
     "sequencer": {"sequencer_demo": {"type": "in-memory"}},
 }
 REDIS = {"redisHost": "127.0.0.1:6379"}
-REQUIRED = {**REDIS, "targets": '{"echo": "http://127.0.0.1:8080"}'}
+# A value of every key some type requires.
+REQUIRED = {
+    **REDIS,
+    "targets": '{"echo": "http://127.0.0.1:8080"}',
+    "url": "http://127.0.0.1:8080",
+    "rootPath": "/tmp/x",
+}
 
 
 def doc(**sections: Any) -> dict[str, Any]:
@@ -96,11 +102,17 @@ def test_standalone_loads_all_in_memory() -> None:
         ("config_store", "config_demo", "in-memory", 1),
         ("pub_subs", "pub_subs_demo", "in-memory", 1),
         ("secret_store", "secret_demo", "local.file", 1),
+        ("bindings", "files_demo", "localstorage", 1),
     ]
     secrets = cfg.component("secret_demo")
     # relative to the config file's directory, made absolute at load
     assert secrets is not None
     assert secrets.metadata == {"secretsFile": str(CONFIGS.resolve() / "secrets.json")}
+    files = cfg.component("files_demo")
+    assert files is not None
+    assert files.metadata == {"rootPath": "/tmp/layotto-bindings/files_demo"}
+    moved = config.load(str(CONFIGS / "standalone.yaml"), environ={"LAYOTTO_BINDINGS_ROOT": "/b"})
+    assert (moved.component("files_demo") or files).metadata == {"rootPath": "/b/files_demo"}
     hello = cfg.component("helloworld")
     assert hello is not None and hello.hello == "greeting"
     assert cfg.runtime == RuntimeConfig()
@@ -306,7 +318,7 @@ def test_problem_line_format() -> None:
             {"states": {}},
             "states",
             "app, listeners, runtime, hellos, state, lock, sequencer, config_store, pub_subs, "
-            "rpcs, secret_store",
+            "rpcs, secret_store, bindings",
             "unknown key 'states' (did you mean 'state'?)",
         ),
         (
@@ -538,7 +550,7 @@ def test_at_least_one_component() -> None:
     line = one_error(doc(hellos=None, state=None, lock=None, sequencer=None))
     assert line == (
         "test.yaml: expected at least one component (under hellos, state, lock, sequencer, "
-        "config_store, pub_subs, rpcs, secret_store), found none"
+        "config_store, pub_subs, rpcs, secret_store, bindings), found none"
     )
 
 
@@ -919,7 +931,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_document_must_be_a_mapping(text: str, found: str) -> None:
     assert one_error(text) == (
         "test.yaml: expected a mapping with keys app, listeners, runtime, hellos, state, lock, "
-        f"sequencer, config_store, pub_subs, rpcs, secret_store, found {found}"
+        f"sequencer, config_store, pub_subs, rpcs, secret_store, bindings, found {found}"
     )
 
 

@@ -8,8 +8,10 @@ and block from the same functions, so both refuse exactly the same values.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,8 @@ GOOD = {
     "nestedSeparator": ".",
     "multiValued": "true",
     "prefix": "APP_",
+    "url": "http://127.0.0.1:8080/hooks",
+    "rootPath": os.path.join(tempfile.gettempdir(), "layotto-test-localstorage"),
 }
 # ... and one it refuses; keys missing here take any text.
 BAD = {
@@ -77,6 +81,8 @@ BAD = {
     "secretsFile": "",
     "nestedSeparator": "",
     "multiValued": "perhaps",
+    "url": "ftp://127.0.0.1/files",
+    "rootPath": "relative/dir",
 }
 FREE_TEXT = {"redisPassword", "redisUsername", "consumerID", "deadLetterTopic", "hello", "prefix"}
 

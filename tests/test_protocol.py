@@ -131,7 +131,7 @@ def test_header_layout_is_network_order() -> None:
 
 def test_unknown_method_cannot_be_encoded() -> None:
     with pytest.raises(KeyError):
-        encode_request("GetFile", 1, 1.0, b"")
+        encode_request("NoSuchMethod", 1, 1.0, b"")
 
 
 def test_worker_address() -> None:

@@ -342,3 +342,43 @@ def test_routing_key_follows_the_request() -> None:
         route("GetNextId", pb.GetNextIdRequest(store_name="redis", key=k)).routing_key for k in "xy"
     ]
     assert ids == ["x", "y"]
+
+
+# -- bindings ------------------------------------------------------------------------------
+
+BINDINGS: Components = {"bindings": frozenset({"files"})}
+
+
+def test_invoke_binding_routes_to_its_binding() -> None:
+    request = pb.InvokeBindingRequest(name="files", operation="get")
+    assert route("InvokeBinding", request, BINDINGS) == Route("files", "", None)
+
+
+@pytest.mark.parametrize(
+    ("request_", "components", "code", "message"),
+    [
+        (
+            pb.InvokeBindingRequest(name="files", operation="get"),
+            {},
+            Code.FAILED_PRECONDITION,
+            "output binding is not configured",
+        ),
+        (
+            pb.InvokeBindingRequest(name="files"),
+            BINDINGS,
+            Code.INVALID_ARGUMENT,
+            "operation field is missing from request",
+        ),
+        (
+            pb.InvokeBindingRequest(name="other", operation="get"),
+            BINDINGS,
+            Code.INVALID_ARGUMENT,
+            "couldn't find output binding other",
+        ),
+    ],
+)
+def test_invoke_binding_refusals(
+    request_: pb.InvokeBindingRequest, components: Components, code: Code, message: str
+) -> None:
+    error = failure("InvokeBinding", request_, components)
+    assert (error.code, error.message) == (code, message)

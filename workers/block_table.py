@@ -7,6 +7,7 @@ from typing import Any
 
 from layotto.boundary.specs import WorkerSpec
 from layotto.components import registry
+from layotto.workers.bindings_block import BindingsBlock
 from layotto.workers.block import Block
 from layotto.workers.config_block import ConfigurationBlock
 from layotto.workers.hello_block import HelloBlock
@@ -28,6 +29,7 @@ BLOCKS: dict[str, Callable[[WorkerSpec, Any], Block]] = {
         PubSubBlock,
         RpcBlock,
         SecretBlock,
+        BindingsBlock,
     )
 }
 

@@ -93,7 +93,7 @@ def test_status_actuator_and_stop() -> None:
         assert http_get(sidecar, "/actuator/nothing")[0] == 404
 
         children = sidecar.children()
-        assert len(children) == 10  # zygote, two API processes, seven workers
+        assert len(children) == 11  # zygote, two API processes, eight workers
         stopped = sidecar.cli("stop")
         assert stopped.returncode == 0, stopped.stderr
         assert sidecar.process is not None
