@@ -85,10 +85,7 @@ def test_a_block_of_an_undeclared_kind_fails_when_defined() -> None:
 @pytest.fixture(params=sorted(IN_MEMORY))
 def block(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Block]:
     kind = request.param
-    spec = WorkerSpec(
-        kind, "c", IN_MEMORY[kind], METADATA.get(kind, {}), "app", 0, f"ipc:///tmp/x/w-{kind}-0.ipc"
-    )
-    metadata = {"rootPath": str(tmp_path)} if kind == "bindings" else {}
+    metadata = {"rootPath": str(tmp_path)} if kind == "bindings" else METADATA.get(kind, {})
     address = f"ipc:///tmp/x/w-{kind}-0.ipc"
     spec = WorkerSpec(kind, "c", IN_MEMORY[kind], metadata, "app", 0, address)
     opened = open_block(spec)
