@@ -6,15 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from layotto.boundary.specs import WorkerSpec
 from layotto.components.errors import BackendUnavailableError, ComponentError, InvalidRequestError
-from layotto.proto import runtime_pb2 as pb
 from layotto.workers.bindings_block import BindingsBlock
-from layotto.workers.block_table import open_block
+from tests.conformance.bindings_support import invoke
+from tests.conformance.bindings_support import open_binding as open_typed
 from tests.http_server import HttpServer, running_http_server
 from tests.redis_server import free_port
-
-ADDRESS = "ipc:///tmp/layotto-test/w-hooks-0.ipc"
 
 
 @pytest.fixture
@@ -24,9 +21,7 @@ def server() -> Iterator[HttpServer]:
 
 
 def open_binding(url: str) -> BindingsBlock:
-    block = open_block(WorkerSpec("bindings", "hooks", "http", {"url": url}, "app", 0, ADDRESS))
-    assert isinstance(block, BindingsBlock)
-    return block
+    return open_typed("http", "hooks", {"url": url})
 
 
 @pytest.fixture
@@ -34,15 +29,6 @@ def binding(server: HttpServer) -> Iterator[BindingsBlock]:
     block = open_binding(server.url + "/api/")
     yield block
     block.close()
-
-
-def invoke(
-    block: BindingsBlock, operation: str, data: bytes = b"", **metadata: str
-) -> pb.InvokeBindingResponse:
-    request = pb.InvokeBindingRequest(
-        name="hooks", operation=operation, data=data, metadata=metadata
-    )
-    return pb.InvokeBindingResponse.FromString(block.invoke_binding(request.SerializeToString()))
 
 
 @pytest.mark.parametrize(

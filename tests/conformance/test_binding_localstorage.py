@@ -10,23 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from layotto.boundary.specs import WorkerSpec
 from layotto.components.bindings import localstorage
 from layotto.components.errors import BackendUnavailableError, InvalidRequestError
-from layotto.proto import runtime_pb2 as pb
 from layotto.workers.bindings_block import BindingsBlock
-from layotto.workers.block_table import open_block
-
-ADDRESS = "ipc:///tmp/layotto-test/w-files-0.ipc"
+from tests.conformance.bindings_support import invoke
+from tests.conformance.bindings_support import open_binding as open_typed
 
 
 def open_binding(root: Path) -> BindingsBlock:
-    spec = WorkerSpec(
-        "bindings", "files", "localstorage", {"rootPath": str(root)}, "app", 0, ADDRESS
-    )
-    block = open_block(spec)
-    assert isinstance(block, BindingsBlock)
-    return block
+    return open_typed("localstorage", "files", {"rootPath": str(root)})
 
 
 @pytest.fixture
@@ -39,15 +31,6 @@ def binding(root: Path) -> Iterator[BindingsBlock]:
     block = open_binding(root)
     yield block
     block.close()
-
-
-def invoke(
-    block: BindingsBlock, operation: str, data: bytes = b"", **metadata: str
-) -> pb.InvokeBindingResponse:
-    request = pb.InvokeBindingRequest(
-        name="files", operation=operation, data=data, metadata=metadata
-    )
-    return pb.InvokeBindingResponse.FromString(block.invoke_binding(request.SerializeToString()))
 
 
 def test_the_root_is_made_and_ping_checks_it_is_a_directory(

@@ -7,22 +7,19 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from layotto.boundary.specs import WorkerSpec
 from layotto.components.errors import BackendUnavailableError, InvalidRequestError
 from layotto.proto import runtime_pb2 as pb
 from layotto.workers.bindings_block import BindingsBlock
-from layotto.workers.block_table import open_block
+from tests.conformance.bindings_support import invoke
+from tests.conformance.bindings_support import open_binding as open_typed
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.redis
-ADDRESS = "ipc:///tmp/layotto-test/w-cache-0.ipc"
 
 
 def open_binding(redis_host: str) -> BindingsBlock:
     metadata = {"redisHost": redis_host, "maxRetries": "0", "dialTimeout": "500"}
-    block = open_block(WorkerSpec("bindings", "cache", "redis", metadata, "app", 0, ADDRESS))
-    assert isinstance(block, BindingsBlock)
-    return block
+    return open_typed("redis", "cache", metadata)
 
 
 @pytest.fixture
@@ -30,15 +27,6 @@ def binding(redis_addr: str) -> Iterator[BindingsBlock]:
     block = open_binding(redis_addr)
     yield block
     block.close()
-
-
-def invoke(
-    block: BindingsBlock, operation: str, data: bytes = b"", **metadata: str
-) -> pb.InvokeBindingResponse:
-    request = pb.InvokeBindingRequest(
-        name="cache", operation=operation, data=data, metadata=metadata
-    )
-    return pb.InvokeBindingResponse.FromString(block.invoke_binding(request.SerializeToString()))
 
 
 def test_create_get_delete(binding: BindingsBlock, redis_client: redis.Redis) -> None:
