@@ -16,8 +16,8 @@ from typing import Any
 
 import trio
 
+from layotto.boundary.addresses import control_socket
 from layotto.supervisor.arbiter import Arbiter
-from layotto.supervisor.run_directory import socket_path
 
 log = logging.getLogger("layotto.supervisor")
 
@@ -108,7 +108,7 @@ def request(
     does not arrive complete, ControlError for any other socket error.
     """
     limit = client_timeout(cmd) if timeout is None else timeout
-    path = socket_path(run_dir)
+    path = control_socket(run_dir)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(limit)
         try:

@@ -17,20 +17,15 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 
-from layotto.boundary.addresses import STATE_PREFIX, control_socket, pid_file
+# The names every caller here uses for the run directory's files (boundary/addresses.py).
+from layotto.boundary.addresses import STATE_PREFIX
+from layotto.boundary.addresses import control_socket as socket_path
+from layotto.boundary.addresses import pid_file as pid_path
 from layotto.boundary.config import Config, default_run_dir
 
 
 class StartupError(Exception):
     """The sidecar cannot start; the message says why and what to do."""
-
-
-def pid_path(run_dir: str) -> str:
-    return pid_file(run_dir)
-
-
-def socket_path(run_dir: str) -> str:
-    return control_socket(run_dir)
 
 
 def read_pid(run_dir: str) -> int | None:

@@ -15,7 +15,7 @@ import socket
 
 import trio
 
-from layotto.boundary.addresses import worker_address
+from layotto.boundary.addresses import control_socket, worker_address
 from layotto.boundary.config import Address, Config
 from layotto.supervisor.actuator import serve_actuator
 from layotto.supervisor.arbiter import Arbiter
@@ -24,7 +24,7 @@ from layotto.supervisor.control import serve_control
 from layotto.supervisor.http_connections import raise_descriptor_limit
 from layotto.supervisor.process_launcher import ProcessLauncher, preforking
 from layotto.supervisor.processes import Preforked, become_subreaper, prefork_zygote
-from layotto.supervisor.run_directory import StartupError, claim_run_dirs, socket_path
+from layotto.supervisor.run_directory import StartupError, claim_run_dirs
 
 log = logging.getLogger("layotto.supervisor")
 
@@ -88,7 +88,7 @@ async def supervise(config: Config, preforked: Preforked | None = None) -> None:
             run_dir,
         )
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_control, arbiter, socket_path(run_dir))
+            await nursery.start(serve_control, arbiter, control_socket(run_dir))
             nursery.start_soon(_serve_http_until_stop, arbiter, http)
             await arbiter.run()
             nursery.cancel_scope.cancel()

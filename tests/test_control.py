@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from layotto.boundary import config
+from layotto.boundary.addresses import control_socket as socket_path
 from layotto.supervisor import cli, control
 from layotto.supervisor.control import NoAnswerError, request
-from layotto.supervisor.run_directory import socket_path
 
 
 @pytest.fixture

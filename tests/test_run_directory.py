@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from layotto.boundary import config
+from layotto.boundary.addresses import control_socket as socket_path
 from layotto.boundary.addresses import state_file
 from layotto.supervisor.run_directory import (
     StartupError,
     claim_run_dirs,
     holds_pid_file,
     read_pid,
-    socket_path,
 )
 
 LISTENERS = "listeners: {grpc: '127.0.0.1:%d', http: '127.0.0.1:%d'}\n"
